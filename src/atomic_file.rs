@@ -1,0 +1,53 @@
+//! Atomic file replacement: write a temporary file beside the target, fsync it, rename it over
+//! the target and fsync the directory, so a crash leaves either the old or the new file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_with_mode(path, contents, None)
+}
+
+/// Like [`write`], creating the file with `mode` (e.g. `0o600` for private keys).
+pub fn write_with_mode(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Keep an existing file's permissions unless a mode is asked for.
+            let existing = fs::metadata(path).ok().map(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.permissions().mode() & 0o7777
+            });
+            options.mode(mode.or(existing).unwrap_or(0o644));
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

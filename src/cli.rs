@@ -1,0 +1,115 @@
+//! The command line: global flags and one subcommand per flow.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "infra",
+    version,
+    about = "Personal-cloud orchestrator: droplets from a JSON spec, containers, nginx and self-healing, driven by Rhai playbooks",
+    after_help = "Every flow is a playbook in playbooks/ (run `infra init` to get editable copies).\nExit codes: 0 ok, 1 the flow failed, 2 bad input (usage, config, playbook syntax)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Directory holding infrastructure.json and the other config files.
+    #[arg(long, global = true, default_value = "config", value_name = "DIR")]
+    pub config_dir: PathBuf,
+    /// Show what would change without changing anything.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Wait this many seconds for another infra process to release the state lock.
+    #[arg(long, global = true, default_value_t = 0, value_name = "SECONDS")]
+    pub lock_timeout: u64,
+}
+
+impl Global {
+    pub fn verbosity(&self) -> i8 {
+        if self.quiet {
+            -1
+        } else {
+            self.verbose.min(3) as i8
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create config/, playbooks/, stdlib/, templates/ and an SSH key pair from the defaults.
+    Init {
+        /// Overwrite files that already exist (an existing SSH key is always kept).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check every config file and the state; list every problem.
+    Validate,
+    /// Show what orchestration would change (orchestrate.rhai in dry-run).
+    Plan {
+        /// Plan to recreate every droplet.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make the infrastructure match the spec (orchestrate.rhai).
+    Orchestrate {
+        /// Recreate every droplet.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Droplets, services, load-balancer targets and monitoring, from the state file.
+    Status,
+    /// How to reach one project-environment's services.
+    Discover {
+        project: String,
+        environment: String,
+    },
+    /// Add a project to the spec (add_project.rhai).
+    AddProject {
+        name: String,
+        /// Comma-separated environments, like prod,uat.
+        environments: String,
+        /// Number of web droplets.
+        web_droplets: String,
+        /// Droplet size slug, like s-1vcpu-1gb.
+        size: String,
+    },
+    /// Change a project's number of web droplets (scale.rhai).
+    Scale {
+        project: String,
+        web_droplets: String,
+    },
+    /// Remove a project from the spec (remove_project.rhai).
+    RemoveProject { name: String },
+    /// Run any playbook. Arguments reach it as ARGS; `-- --key value` pairs as OPTS.
+    Run {
+        /// A playbook file, or the name of a bundled one (orchestrate, scale, ...).
+        file: String,
+        /// Positional arguments, available to the playbook as ARGS.
+        args: Vec<String>,
+        /// Re-run whenever the playbook or a module it imports changes.
+        #[arg(long)]
+        watch: bool,
+        /// `--key value` options after `--`, available as OPTS.
+        #[arg(last = true)]
+        opts: Vec<String>,
+    },
+}

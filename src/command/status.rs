@@ -1,0 +1,227 @@
+//! `infra status`: what the state file records — droplets, services, load-balancer targets,
+//! who monitors whom — and summary counts.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use super::{Env, Outcome};
+use crate::state::placement::{required_droplets, service_name};
+use crate::state::{summary, Runtime, ServiceKind, ServiceRecord, State, Summary};
+use crate::table::Table;
+
+#[derive(Serialize)]
+struct DropletStatus<'a> {
+    ip: Option<&'a str>,
+    role: &'a str,
+    project: Option<&'a str>,
+    size: Option<&'a str>,
+    region: Option<&'a str>,
+    monitors: &'a [String],
+    monitored_by: Vec<&'a str>,
+    services: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ServiceStatus<'a> {
+    #[serde(flatten)]
+    record: &'a ServiceRecord,
+    worker: bool,
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    droplets: IndexMap<&'a str, DropletStatus<'a>>,
+    projects: IndexMap<&'a str, IndexMap<&'a str, ServiceStatus<'a>>>,
+    load_balancer: IndexMap<String, Vec<String>>,
+    summary: Summary,
+    problems: Vec<String>,
+}
+
+fn build<'a>(runtime: &'a Runtime, summary: Summary, problems: Vec<String>) -> Status<'a> {
+    // Indexes built once, so status stays linear in the size of the fleet.
+    let mut services_on: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut watchers: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (key, services) in &runtime.projects {
+        for (service, record) in services {
+            for d in &record.assigned_droplets {
+                services_on
+                    .entry(d.as_str())
+                    .or_default()
+                    .push(service_name(key, service));
+            }
+        }
+    }
+    for (name, d) in &runtime.droplets {
+        for m in &d.monitors {
+            watchers.entry(m.as_str()).or_default().push(name.as_str());
+        }
+    }
+    let droplets = runtime
+        .droplets
+        .iter()
+        .map(|(name, d)| {
+            (
+                name.as_str(),
+                DropletStatus {
+                    ip: d.ip.as_deref(),
+                    role: &d.role,
+                    project: d.project.as_deref(),
+                    size: d.size.as_deref(),
+                    region: d.region.as_deref(),
+                    monitors: &d.monitors,
+                    monitored_by: watchers.remove(name.as_str()).unwrap_or_default(),
+                    services: services_on.remove(name.as_str()).unwrap_or_default(),
+                },
+            )
+        })
+        .collect();
+    let mut load_balancer = IndexMap::new();
+    let projects = runtime
+        .projects
+        .iter()
+        .map(|(key, services)| {
+            let services = services
+                .iter()
+                .map(|(service, record)| {
+                    if let (ServiceKind::Web, Some(port)) = (record.kind, record.port) {
+                        let targets = record
+                            .assigned_droplets
+                            .iter()
+                            .filter_map(|d| runtime.droplets.get(d).and_then(|r| r.ip.as_deref()))
+                            .map(|ip| format!("{ip}:{port}"))
+                            .collect();
+                        load_balancer.insert(service_name(key, service), targets);
+                    }
+                    (
+                        service.as_str(),
+                        ServiceStatus {
+                            record,
+                            worker: record.kind == ServiceKind::Worker,
+                        },
+                    )
+                })
+                .collect();
+            (key.as_str(), services)
+        })
+        .collect();
+    Status {
+        droplets,
+        projects,
+        load_balancer,
+        summary,
+        problems,
+    }
+}
+
+fn dash(s: Option<&str>) -> String {
+    s.unwrap_or("-").to_string()
+}
+
+fn render(status: &Status, spec_droplets: usize, spec_projects: usize) -> String {
+    let mut out = String::new();
+    if status.droplets.is_empty() && status.projects.is_empty() {
+        out.push_str(&format!(
+            "No droplets or services recorded yet. The spec asks for {spec_droplets} droplet{} across {spec_projects} project{}: run `infra plan` to see them and `infra orchestrate` to create them.\n",
+            if spec_droplets == 1 { "" } else { "s" },
+            if spec_projects == 1 { "" } else { "s" },
+        ));
+        return out;
+    }
+    out.push_str(&format!("Droplets ({}):\n", status.droplets.len()));
+    let mut t = Table::new(&[
+        "NAME", "IP", "ROLE", "PROJECT", "SIZE", "REGION", "SERVICES",
+    ]);
+    for (name, d) in &status.droplets {
+        t.row(vec![
+            name.to_string(),
+            dash(d.ip),
+            d.role.to_string(),
+            dash(d.project),
+            dash(d.size),
+            dash(d.region),
+            d.services.len().to_string(),
+        ]);
+    }
+    out.push_str(&t.render(2));
+    out.push_str("\nServices:\n");
+    let mut t = Table::new(&["SERVICE", "TYPE", "PORT", "DROPLETS"]);
+    for (key, services) in &status.projects {
+        for (service, s) in services {
+            t.row(vec![
+                service_name(key, service),
+                s.record.kind.as_str().to_string(),
+                s.record.port.map_or("-".into(), |p| p.to_string()),
+                s.record.assigned_droplets.join(", "),
+            ]);
+        }
+    }
+    out.push_str(&t.render(2));
+    out.push_str("\nLoad balancer targets (web services only):\n");
+    if status.load_balancer.is_empty() {
+        out.push_str("  none\n");
+    }
+    for (service, targets) in &status.load_balancer {
+        let targets = if targets.is_empty() {
+            "(no droplet with an IP yet)".to_string()
+        } else {
+            targets.join(", ")
+        };
+        out.push_str(&format!("  {service} -> {targets}\n"));
+    }
+    out.push_str("\nMonitoring:\n");
+    for (name, d) in &status.droplets {
+        let by = if d.monitored_by.is_empty() {
+            "nobody".to_string()
+        } else {
+            d.monitored_by.join(", ")
+        };
+        out.push_str(&format!("  {name} is watched by {by}\n"));
+    }
+    let s = &status.summary;
+    let roles: Vec<String> = s
+        .droplets_by_role
+        .iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
+    out.push_str(&format!(
+        "\nSummary: {} droplets ({}); {} project-environments; {} services ({} web, {} workers); the spec asks for {} droplets\n",
+        s.droplets,
+        roles.join(", "),
+        s.project_environments,
+        s.services,
+        s.web_services,
+        s.worker_services,
+        s.spec_droplets
+    ));
+    out
+}
+
+pub fn run(env: &Env) -> Outcome {
+    let path = env.project.state_path();
+    let state = State::load(&path, &env.project.display(&path))?;
+    let checked = state.check();
+    let problems: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+    for p in &problems {
+        tracing::warn!("{p}");
+    }
+    let summary = summary(&checked.spec, &checked.runtime);
+    let status = build(&checked.runtime, summary, problems);
+    if env.options.json {
+        println!(
+            "{}",
+            serde_json::to_string(&status).expect("status serializes")
+        );
+    } else {
+        print!(
+            "{}",
+            render(
+                &status,
+                required_droplets(&checked.spec).len(),
+                checked.spec.projects.len()
+            )
+        );
+    }
+    Ok(())
+}

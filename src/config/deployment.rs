@@ -1,0 +1,328 @@
+//! `config/deployment_config.json`: per project, the services (web and worker) to deploy,
+//! where their code is, and the platform that runs them.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::schema::{identifier_problem, join, Checker};
+use crate::state::runtime::ServiceKind;
+use crate::state::spec::environment_problem;
+
+pub const PLATFORMS: &[&str] = &["docker", "podman", "kubernetes"];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PortSetting {
+    /// The same port in every environment (only valid for single-environment projects, since
+    /// environments share droplets).
+    Fixed(u16),
+    PerEnvironment(IndexMap<String, u16>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceConfig {
+    #[serde(rename = "type")]
+    pub kind: ServiceKind,
+    pub containerfile_path: String,
+    pub command: Option<String>,
+    pub secrets: Vec<String>,
+    pub environment: IndexMap<String, String>,
+    pub port: Option<PortSetting>,
+    pub base_port: Option<u16>,
+    /// Place on the first N web droplets (workers default to 1, web services to all).
+    pub replicas: Option<u32>,
+    /// Place on exactly these droplets.
+    pub droplets: Option<Vec<String>>,
+    /// Where the load balancer routes this web service (`/`, `/api/`).
+    pub path: Option<String>,
+    /// HTTP path a web service answers health checks on.
+    pub health_check: Option<String>,
+}
+
+impl ServiceConfig {
+    /// The service a project gets when deployment_config.json does not describe it.
+    fn default_web(name: &str) -> ServiceConfig {
+        ServiceConfig {
+            kind: ServiceKind::Web,
+            containerfile_path: format!("{name}/Dockerfile"),
+            command: None,
+            secrets: Vec::new(),
+            environment: IndexMap::new(),
+            port: None,
+            base_port: None,
+            replicas: None,
+            droplets: None,
+            path: None,
+            health_check: None,
+        }
+    }
+
+    pub fn explicit_port(&self, environment: &str) -> Option<u16> {
+        match &self.port {
+            Some(PortSetting::Fixed(p)) => Some(*p),
+            Some(PortSetting::PerEnvironment(map)) => map.get(environment).copied(),
+            None => None,
+        }
+    }
+
+    /// Location the load balancer routes to this service.
+    pub fn route(&self, name: &str) -> String {
+        self.path.clone().unwrap_or_else(|| match name {
+            "frontend" => "/".to_string(),
+            "backend" => "/api/".to_string(),
+            other => format!("/{other}/"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectDeployment {
+    pub repo: Option<String>,
+    pub branch: String,
+    pub platform: Option<String>,
+    /// Public host name per environment, for the load balancer's `server_name`.
+    pub domains: IndexMap<String, String>,
+    pub services: IndexMap<String, ServiceConfig>,
+}
+
+impl ProjectDeployment {
+    /// What a project without an entry in deployment_config.json deploys: a backend and a
+    /// frontend, as in the spec's examples.
+    pub fn default_for_project() -> ProjectDeployment {
+        let mut services = IndexMap::new();
+        for name in ["backend", "frontend"] {
+            services.insert(name.to_string(), ServiceConfig::default_web(name));
+        }
+        ProjectDeployment {
+            repo: None,
+            branch: "main".into(),
+            platform: None,
+            domains: IndexMap::new(),
+            services,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentConfig {
+    pub deployment_platform: String,
+    pub projects: IndexMap<String, ProjectDeployment>,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        DeploymentConfig {
+            deployment_platform: "docker".into(),
+            projects: IndexMap::new(),
+        }
+    }
+}
+
+impl DeploymentConfig {
+    /// The deployment of `project`, or the default one.
+    pub fn project(&self, project: &str) -> ProjectDeployment {
+        self.projects
+            .get(project)
+            .cloned()
+            .unwrap_or_else(ProjectDeployment::default_for_project)
+    }
+
+    pub fn platform_of(&self, project: &str) -> String {
+        self.projects
+            .get(project)
+            .and_then(|p| p.platform.clone())
+            .unwrap_or_else(|| self.deployment_platform.clone())
+    }
+
+    pub fn check(c: &mut Checker, value: &Value) -> DeploymentConfig {
+        let mut config = DeploymentConfig::default();
+        let Some(root) = c.object("", value) else {
+            return config;
+        };
+        if let Some(v) = root.get("deployment_platform") {
+            if let Some(p) = c.one_of("deployment_platform", v, PLATFORMS) {
+                config.deployment_platform = p;
+            }
+        }
+        if let Some(projects) = c.opt_object(root, "", "projects") {
+            for (name, p) in projects {
+                if let Some(project) = check_project(c, &join("projects", name), p) {
+                    config.projects.insert(name.clone(), project);
+                }
+            }
+        }
+        config
+    }
+}
+
+fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectDeployment> {
+    let map = c.object(path, value)?;
+    let repo = c.opt_string(map, path, "repo", "\"git@github.com:me/app.git\"");
+    let branch = c
+        .opt_string(map, path, "branch", "\"main\"")
+        .unwrap_or_else(|| "main".into());
+    let platform = map
+        .get("platform")
+        .and_then(|v| c.one_of(&join(path, "platform"), v, PLATFORMS));
+    let mut domains = IndexMap::new();
+    if let Some(d) = c.opt_object(map, path, "domains") {
+        for (env, host) in d {
+            let p = join(&join(path, "domains"), env);
+            if let Some(message) = environment_problem(env) {
+                c.error(&p, message);
+            } else if let Some(h) = c.string(&p, host, "\"uat.example.com\"") {
+                domains.insert(env.clone(), h);
+            }
+        }
+    }
+    let mut services = IndexMap::new();
+    match map.get("services") {
+        None => c.error(
+            &join(path, "services"),
+            "missing; add the project's services, e.g. \"services\": {\"backend\": {\"containerfile_path\": \"backend/Dockerfile\"}}",
+        ),
+        Some(v) => {
+            let spath = join(path, "services");
+            if let Some(s) = c.object(&spath, v) {
+                if s.is_empty() {
+                    c.error(&spath, "is empty; add at least one service");
+                }
+                for (name, svc) in s {
+                    let p = join(&spath, name);
+                    if let Some(message) = identifier_problem(name, "service name") {
+                        c.error(&p, message);
+                    } else if let Some(svc) = check_service(c, &p, svc) {
+                        services.insert(name.clone(), svc);
+                    }
+                }
+            }
+        }
+    }
+    Some(ProjectDeployment {
+        repo,
+        branch,
+        platform,
+        domains,
+        services,
+    })
+}
+
+fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceConfig> {
+    let map = c.object(path, value)?;
+    let kind = match map.get("type") {
+        None => Some(ServiceKind::Web),
+        Some(v) => c
+            .one_of(&join(path, "type"), v, &["web", "worker"])
+            .map(|k| {
+                if k == "worker" {
+                    ServiceKind::Worker
+                } else {
+                    ServiceKind::Web
+                }
+            }),
+    };
+    let containerfile_path =
+        c.req_string(map, path, "containerfile_path", "\"backend/Dockerfile\"");
+    let command = c.opt_string(map, path, "command", "\"python worker.py\"");
+    if kind == Some(ServiceKind::Worker) && command.is_none() && !map.contains_key("command") {
+        c.error(
+            &join(path, "command"),
+            "missing; a worker needs a `command` (what its container runs), e.g. \"python email_processor.py\"",
+        );
+    }
+    let secrets = match map.get("secrets") {
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(v) => c.string_list(&join(path, "secrets"), v, "[\"db_password\"]", |s| {
+            identifier_problem(s, "secret name")
+        }),
+    };
+    let mut environment = IndexMap::new();
+    if let Some(env) = c.opt_object(map, path, "environment") {
+        for (k, v) in env {
+            let p = join(&join(path, "environment"), k);
+            let valid_key = !k.is_empty()
+                && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                && !k.starts_with(|ch: char| ch.is_ascii_digit());
+            if !valid_key {
+                c.error(&p, format!("`{k}` is not a valid environment variable name; use letters, digits and underscores"));
+                continue;
+            }
+            match v {
+                Value::String(s) => {
+                    environment.insert(k.clone(), s.clone());
+                }
+                Value::Number(n) => {
+                    environment.insert(k.clone(), n.to_string());
+                }
+                Value::Bool(b) => {
+                    environment.insert(k.clone(), b.to_string());
+                }
+                other => c.expected(&p, "a string", other),
+            }
+        }
+    }
+    let port = match map.get("port") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(per_env)) => {
+            let mut ports = IndexMap::new();
+            for (env, p) in per_env {
+                let pp = join(&join(path, "port"), env);
+                if let Some(message) = environment_problem(env) {
+                    c.error(&pp, message);
+                } else if let Some(n) = c.integer(&pp, p, 1, 65535) {
+                    ports.insert(env.clone(), n as u16);
+                }
+            }
+            Some(PortSetting::PerEnvironment(ports))
+        }
+        Some(v) => c
+            .integer(&join(path, "port"), v, 1, 65535)
+            .map(|n| PortSetting::Fixed(n as u16)),
+    };
+    let base_port = c
+        .opt_integer(map, path, "base_port", 1, 64535)
+        .map(|n| n as u16);
+    let replicas = c
+        .opt_integer(map, path, "replicas", 1, 100)
+        .map(|n| n as u32);
+    let droplets = match map.get("droplets") {
+        None | Some(Value::Null) => None,
+        Some(v) => c.string_list(&join(path, "droplets"), v, "[\"hostomatic-web1\"]", |_| {
+            None
+        }),
+    };
+    let route = c.opt_string(map, path, "path", "\"/api/\"");
+    if let Some(r) = &route {
+        if !r.starts_with('/') || r.contains(char::is_whitespace) || r.contains(';') {
+            c.error(
+                &join(path, "path"),
+                format!("`{r}` is not a URL path; use one like \"/api/\""),
+            );
+        }
+    }
+    let health_check = c.opt_string(map, path, "health_check", "\"/health\"");
+    if kind == Some(ServiceKind::Worker) {
+        for key in ["port", "base_port", "path"] {
+            if map.get(key).is_some_and(|v| !v.is_null()) {
+                c.error(
+                    &join(path, key),
+                    "a worker takes no traffic, so it has no port or route; remove this key or make the service \"type\": \"web\"",
+                );
+            }
+        }
+    }
+    Some(ServiceConfig {
+        kind: kind?,
+        containerfile_path: containerfile_path?,
+        command,
+        secrets: secrets?,
+        environment,
+        port,
+        base_port,
+        replicas,
+        droplets,
+        path: route,
+        health_check,
+    })
+}

@@ -1,0 +1,138 @@
+//! `config/email_config.json`: SMTP settings, recipients and the heartbeat interval.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::schema::{join, Checker};
+
+pub const SECURITY: &[&str] = &["starttls", "tls", "none"];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password; never the password.
+    pub password_env: Option<String>,
+    pub security: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmailConfig {
+    pub enabled: bool,
+    pub smtp: Option<SmtpConfig>,
+    pub from: Option<String>,
+    pub recipients: Vec<String>,
+    pub heartbeat_interval_minutes: u32,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            enabled: false,
+            smtp: None,
+            from: None,
+            recipients: Vec::new(),
+            heartbeat_interval_minutes: 60,
+        }
+    }
+}
+
+pub fn email_problem(s: &str) -> Option<String> {
+    let valid = s
+        .split_once('@')
+        .is_some_and(|(user, host)| !user.is_empty() && host.contains('.') && !s.contains(' '));
+    (!valid).then(|| format!("`{s}` is not an email address; use one like \"ops@example.com\""))
+}
+
+pub fn env_var_problem(s: &str) -> Option<String> {
+    let valid = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit());
+    (!valid).then(|| {
+        format!("`{s}` is not an environment variable name; use upper-case letters, digits and underscores, like \"SMTP_PASSWORD\"")
+    })
+}
+
+/// Keys that would hold a secret's value. Config files name environment variables instead.
+pub fn check_no_secret_values(c: &mut Checker, path: &str, map: &serde_json::Map<String, Value>) {
+    for key in ["password", "token", "auth_token", "api_key", "secret"] {
+        if map.contains_key(key) {
+            c.error(
+                &join(path, key),
+                format!("secrets are not stored in config files; put it in an environment variable and set `{key}_env` to that variable's name"),
+            );
+        }
+    }
+}
+
+pub fn check_env_name(
+    c: &mut Checker,
+    map: &serde_json::Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Option<String> {
+    let name = c.opt_string(map, path, key, "\"SMTP_PASSWORD\"")?;
+    match env_var_problem(&name) {
+        Some(message) => {
+            c.error(&join(path, key), message);
+            None
+        }
+        None => Some(name),
+    }
+}
+
+impl EmailConfig {
+    pub fn check(c: &mut Checker, value: &Value) -> EmailConfig {
+        let mut config = EmailConfig::default();
+        let Some(root) = c.object("", value) else {
+            return config;
+        };
+        config.enabled = c.opt_bool(root, "", "enabled").unwrap_or(true);
+        if let Some(smtp) = c.opt_object(root, "", "smtp") {
+            check_no_secret_values(c, "smtp", smtp);
+            let host = c.req_string(smtp, "smtp", "host", "\"smtp.example.com\"");
+            let port = c.opt_integer(smtp, "smtp", "port", 1, 65535).unwrap_or(587) as u16;
+            let security = match smtp.get("security") {
+                None => Some("starttls".to_string()),
+                Some(v) => c.one_of("smtp.security", v, SECURITY),
+            };
+            let username = c.opt_string(smtp, "smtp", "username", "\"alerts@example.com\"");
+            let password_env = check_env_name(c, smtp, "smtp", "password_env");
+            if let (Some(host), Some(security)) = (host, security) {
+                config.smtp = Some(SmtpConfig {
+                    host,
+                    port,
+                    username,
+                    password_env,
+                    security,
+                });
+            }
+        } else if config.enabled && root.contains_key("recipients") && !root.contains_key("smtp") {
+            c.error(
+                "smtp",
+                "missing; add the SMTP server, e.g. \"smtp\": {\"host\": \"smtp.example.com\", \"port\": 587}",
+            );
+        }
+        if let Some(from) = c.opt_string(root, "", "from", "\"infra@example.com\"") {
+            match email_problem(&from) {
+                Some(message) => c.error("from", message),
+                None => config.from = Some(from),
+            }
+        }
+        if let Some(v) = root.get("recipients") {
+            if let Some(list) =
+                c.string_list("recipients", v, "[\"ops@example.com\"]", email_problem)
+            {
+                config.recipients = list;
+            }
+        }
+        if let Some(hb) = c.opt_object(root, "", "heartbeat") {
+            if let Some(n) = c.opt_integer(hb, "heartbeat", "interval_minutes", 1, 10080) {
+                config.heartbeat_interval_minutes = n as u32;
+            }
+        }
+        config
+    }
+}

@@ -1,0 +1,136 @@
+//! The config files beside the state: deployment, email and SMS, and the checks that span
+//! files (`validate_all_configs`).
+
+pub mod deployment;
+pub mod email;
+pub mod sms;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diagnostic::{InvalidInput, Problems};
+use crate::document::Document;
+use crate::project::Project;
+use crate::schema::{join, Checker};
+use crate::state::placement::required_services;
+use crate::state::{Runtime, ServiceMap, Spec, State};
+use deployment::DeploymentConfig;
+use email::EmailConfig;
+use sms::SmsConfig;
+
+/// Everything read from `config/`, valid.
+pub struct Loaded {
+    pub state: State,
+    pub spec: Spec,
+    pub runtime: Runtime,
+    pub deployment: DeploymentConfig,
+    pub email: EmailConfig,
+    pub sms: SmsConfig,
+    /// Services as the spec and deployment config place them.
+    pub services: IndexMap<String, ServiceMap>,
+}
+
+/// What `infra validate` reports about each file.
+#[derive(Debug, Serialize)]
+pub struct FileReport {
+    pub file: String,
+    pub present: bool,
+}
+
+/// Reads one optional config file: `None` when it does not exist.
+fn read_optional(
+    project: &Project,
+    path: &std::path::Path,
+    problems: &mut Problems,
+) -> Option<Value> {
+    if !path.exists() {
+        return None;
+    }
+    match Document::read(path, &project.display(path)) {
+        Ok(doc) => Some(doc.value),
+        Err(p) => {
+            problems.push(p);
+            None
+        }
+    }
+}
+
+/// Reads and checks every config file; all problems are collected.
+pub fn load_with_problems(project: &Project, state: State) -> (Loaded, Problems, Vec<FileReport>) {
+    let mut problems = Problems::new();
+    let checked = state.check();
+    problems.extend(checked.problems);
+    let mut reports = vec![FileReport {
+        file: state.display().to_string(),
+        present: true,
+    }];
+
+    let dpath = project.deployment_path();
+    let ddisplay = project.display(&dpath);
+    let mut c = Checker::new(&ddisplay);
+    let deployment = match read_optional(project, &dpath, &mut problems) {
+        Some(v) => DeploymentConfig::check(&mut c, &v),
+        None => DeploymentConfig::default(),
+    };
+    reports.push(FileReport {
+        file: ddisplay.clone(),
+        present: dpath.exists(),
+    });
+    for name in deployment.projects.keys() {
+        if !checked.spec.projects.contains_key(name) {
+            c.error(
+                &join("projects", name),
+                format!(
+                    "services for unknown project `{name}`; add it to infrastructure_spec.projects in {} or remove this entry",
+                    state.display()
+                ),
+            );
+        }
+    }
+    let services = required_services(&checked.spec, &deployment, &checked.runtime, &mut c);
+    problems.extend(c.problems);
+
+    let epath = project.email_path();
+    let edisplay = project.display(&epath);
+    let mut c = Checker::new(&edisplay);
+    let email = match read_optional(project, &epath, &mut problems) {
+        Some(v) => EmailConfig::check(&mut c, &v),
+        None => EmailConfig::default(),
+    };
+    problems.extend(c.problems);
+    reports.push(FileReport {
+        file: edisplay,
+        present: epath.exists(),
+    });
+
+    let spath = project.sms_path();
+    let sdisplay = project.display(&spath);
+    let mut c = Checker::new(&sdisplay);
+    let sms = match read_optional(project, &spath, &mut problems) {
+        Some(v) => SmsConfig::check(&mut c, &v),
+        None => SmsConfig::default(),
+    };
+    problems.extend(c.problems);
+    reports.push(FileReport {
+        file: sdisplay,
+        present: spath.exists(),
+    });
+
+    let loaded = Loaded {
+        state,
+        spec: checked.spec,
+        runtime: checked.runtime,
+        deployment,
+        email,
+        sms,
+        services,
+    };
+    (loaded, problems, reports)
+}
+
+/// Reads every config file, failing with all problems if any.
+pub fn load(project: &Project, state: State) -> Result<Loaded, InvalidInput> {
+    let (loaded, problems, _) = load_with_problems(project, state);
+    problems.into_result().map(|()| loaded)
+}

@@ -1,0 +1,225 @@
+//! Script errors with the playbook's path, line and column and the source line under a caret,
+//! and the one helper every native uses to raise an error.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use rhai::{Dynamic, EvalAltResult, Position};
+
+/// What went wrong, which decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The playbook or a module does not compile (exit 2).
+    Compile,
+    /// A native rejected its input (exit 2).
+    BadInput,
+    /// The flow failed (exit 1).
+    Runtime,
+    /// Stopped by Ctrl-C (exit 130).
+    Cancelled,
+}
+
+impl ErrorKind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Compile | ErrorKind::BadInput => 2,
+            ErrorKind::Runtime => 1,
+            ErrorKind::Cancelled => 130,
+        }
+    }
+}
+
+/// Carried inside `ErrorRuntime` so the host can tell bad input from a failed flow.
+#[derive(Debug, Clone)]
+pub struct NativeFailure {
+    pub message: String,
+    pub bad_input: bool,
+}
+
+impl fmt::Display for NativeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Raises an error from a native: the position is filled in by Rhai with the call site.
+pub fn failure(message: impl Into<String>) -> Box<EvalAltResult> {
+    raise(message, false)
+}
+
+/// Raises an error that is the caller's input's fault (exit code 2).
+pub fn bad_input(message: impl Into<String>) -> Box<EvalAltResult> {
+    raise(message, true)
+}
+
+fn raise(message: impl Into<String>, bad_input: bool) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(NativeFailure {
+            message: message.into(),
+            bad_input,
+        }),
+        Position::NONE,
+    ))
+}
+
+#[derive(Debug, Clone)]
+pub struct ScriptError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub source_line: Option<String>,
+}
+
+impl ScriptError {
+    /// Turns a Rhai error into one that points at the innermost file and position.
+    /// `sources` maps each source name (playbook or module display path) to its text.
+    pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &HashMap<String, String>) -> Self {
+        let mut file = main.to_string();
+        let mut current = err;
+        let mut position = err.position();
+        loop {
+            match current {
+                EvalAltResult::ErrorInModule(path, inner, _) => {
+                    file = module_display(path, sources);
+                    position = inner.position();
+                    current = inner;
+                }
+                EvalAltResult::ErrorInFunctionCall(_, src, inner, _) => {
+                    if !src.is_empty() {
+                        file = module_display(src, sources);
+                    }
+                    if !inner.position().is_none() {
+                        position = inner.position();
+                    }
+                    current = inner;
+                }
+                _ => break,
+            }
+        }
+        let (kind, message) = match current {
+            EvalAltResult::ErrorParsing(p, _) => (ErrorKind::Compile, p.to_string()),
+            EvalAltResult::ErrorTerminated(..) => {
+                (ErrorKind::Cancelled, "stopped (Ctrl-C)".to_string())
+            }
+            EvalAltResult::ErrorRuntime(d, _) => match d.clone().try_cast::<NativeFailure>() {
+                Some(f) if f.bad_input => (ErrorKind::BadInput, f.message),
+                Some(f) => (ErrorKind::Runtime, f.message),
+                None => (ErrorKind::Runtime, format!("{d}")),
+            },
+            EvalAltResult::ErrorModuleNotFound(name, _) => (
+                ErrorKind::Compile,
+                format!("module `{name}` not found; modules are imported from `stdlib/` by name, like `import \"args\" as args;`"),
+            ),
+            other => {
+                // Rhai appends " (line L, position C)"; the position is shown separately.
+                let text = other.to_string();
+                let suffix = format!(" ({})", other.position());
+                let text = text.strip_suffix(&suffix).unwrap_or(&text);
+                (ErrorKind::Runtime, lowercase_first(text))
+            }
+        };
+        Self::at(kind, message, file, position, sources)
+    }
+
+    /// A compile error from the parser.
+    pub fn from_parse(
+        err: &rhai::ParseError,
+        file: &str,
+        sources: &HashMap<String, String>,
+    ) -> Self {
+        Self::at(
+            ErrorKind::Compile,
+            err.err_type().to_string(),
+            file.to_string(),
+            err.position(),
+            sources,
+        )
+    }
+
+    fn at(
+        kind: ErrorKind,
+        message: String,
+        file: String,
+        pos: Position,
+        sources: &HashMap<String, String>,
+    ) -> Self {
+        let (line, column) = (pos.line(), pos.position());
+        let source_line = line.and_then(|l| {
+            sources
+                .get(&file)
+                .and_then(|text| text.lines().nth(l - 1))
+                .map(str::to_string)
+        });
+        ScriptError {
+            kind,
+            message: lowercase_first(&message),
+            file,
+            line,
+            column,
+            source_line,
+        }
+    }
+
+    pub fn plain(kind: ErrorKind, file: &str, message: impl Into<String>) -> Self {
+        ScriptError {
+            kind,
+            message: message.into(),
+            file: file.to_string(),
+            line: None,
+            column: None,
+            source_line: None,
+        }
+    }
+}
+
+fn module_display(name: &str, sources: &HashMap<String, String>) -> String {
+    if sources.contains_key(name) {
+        return name.to_string();
+    }
+    let suffix = format!("stdlib/{}.rhai", name.trim_end_matches(".rhai"));
+    sources
+        .keys()
+        .find(|k| k.ends_with(&suffix))
+        .cloned()
+        .unwrap_or_else(|| name.to_string())
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        // Keep acronyms and names (`ARGS`) as they are.
+        Some(c) if c.is_uppercase() && !chars.next().is_some_and(char::is_uppercase) => {
+            c.to_lowercase().collect::<String>() + &s[c.len_utf8()..]
+        }
+        _ => s.to_string(),
+    }
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                writeln!(f, "{}:{}:{}: {}", self.file, line, column, self.message)?;
+                if let Some(src) = &self.source_line {
+                    let gutter = line.to_string().len();
+                    writeln!(f, "{:gutter$} |", "")?;
+                    writeln!(f, "{line} | {src}")?;
+                    // Columns count characters; tabs keep their width in the caret line.
+                    let pad: String = src
+                        .chars()
+                        .take(column.saturating_sub(1))
+                        .map(|c| if c == '\t' { '\t' } else { ' ' })
+                        .collect();
+                    write!(f, "{:gutter$} | {pad}^", "")?;
+                }
+                Ok(())
+            }
+            (Some(line), None) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            _ => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScriptError {}

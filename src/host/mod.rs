@@ -1,0 +1,216 @@
+//! The Rhai host: compiles playbooks (with their imported modules, all at once, so a broken
+//! module is a compile error and never half a run), runs them with `ARGS` and `OPTS`, and hands
+//! natives the [`Context`] they work in.
+//!
+//! Scripts run on a blocking thread; natives that need async core code go through
+//! [`Context::block_on`].
+
+pub mod engine;
+pub mod error;
+pub mod modules;
+pub mod natives;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope, AST};
+
+use crate::config::{self, Loaded};
+use crate::project::{Project, Source};
+use crate::state::store::{StateStore, StoreError};
+pub use error::{ErrorKind, ScriptError};
+use modules::StdlibResolver;
+
+/// How a run was asked for.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub json: bool,
+    /// The command line, for the lock holder and the audit log.
+    pub command: String,
+    pub lock_timeout: Duration,
+}
+
+/// What natives share during a run.
+pub struct Context {
+    pub project: Project,
+    pub options: RunOptions,
+    pub cancel: Arc<AtomicBool>,
+    store: Mutex<Option<StateStore>>,
+}
+
+impl Context {
+    pub fn new(project: Project, options: RunOptions, cancel: Arc<AtomicBool>) -> Self {
+        Context {
+            project,
+            options,
+            cancel,
+            store: Mutex::new(None),
+        }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.options.dry_run
+    }
+
+    /// The state store, opened on first use.
+    pub fn store(&self) -> Result<StoreGuard<'_>, Box<EvalAltResult>> {
+        let mut guard = self.store.lock().expect("state store");
+        if guard.is_none() {
+            let path = self.project.state_path();
+            let store = StateStore::open(
+                &path,
+                &self.project.display(&path),
+                &self.project.lock_path(),
+                &self.options.command,
+                self.options.lock_timeout,
+                self.options.dry_run,
+            )
+            .map_err(store_error)?;
+            *guard = Some(store);
+        }
+        Ok(StoreGuard(guard))
+    }
+
+    /// Every config file read and checked against the current state.
+    pub fn loaded(&self) -> Result<Loaded, Box<EvalAltResult>> {
+        let state = self.store()?.state().clone();
+        config::load(&self.project, state).map_err(|e| error::bad_input(e.to_string()))
+    }
+
+    /// Drops the store so the next run reads the file afresh (and lets go of the lock).
+    pub fn reset(&self) {
+        *self.store.lock().expect("state store") = None;
+    }
+}
+
+pub struct StoreGuard<'a>(MutexGuard<'a, Option<StateStore>>);
+
+impl std::ops::Deref for StoreGuard<'_> {
+    type Target = StateStore;
+    fn deref(&self) -> &StateStore {
+        self.0.as_ref().expect("opened")
+    }
+}
+
+impl std::ops::DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut StateStore {
+        self.0.as_mut().expect("opened")
+    }
+}
+
+/// Maps a state store error to a script error: bad input unless the disk or the lock failed.
+pub fn store_error(e: StoreError) -> Box<EvalAltResult> {
+    match e {
+        StoreError::Invalid(_) | StoreError::State(_) => error::bad_input(e.to_string()),
+        StoreError::Lock(_) | StoreError::Write { .. } => error::failure(e.to_string()),
+    }
+}
+
+/// A compiled playbook, ready to run (possibly many times).
+#[derive(Clone)]
+pub struct Compiled {
+    pub ast: AST,
+    pub display: String,
+}
+
+pub struct Host {
+    engine: Engine,
+    pub ctx: Arc<Context>,
+    loaded: Arc<Mutex<modules::Loaded>>,
+}
+
+impl Host {
+    pub fn new(ctx: Arc<Context>) -> Host {
+        let mut engine = engine::hardened(ctx.cancel.clone());
+        let loaded = Arc::new(Mutex::new(modules::Loaded::default()));
+        engine.set_module_resolver(StdlibResolver::new(ctx.project.clone(), loaded.clone()));
+        natives::register_all(&mut engine, &ctx);
+        Host {
+            engine,
+            ctx,
+            loaded,
+        }
+    }
+
+    fn scope(args: &[String], opts: &IndexMap<String, Dynamic>) -> Scope<'static> {
+        let mut scope = Scope::new();
+        let args: Array = args.iter().map(|a| Dynamic::from(a.clone())).collect();
+        let mut map = Map::new();
+        for (k, v) in opts {
+            map.insert(k.as_str().into(), v.clone());
+        }
+        scope.push_constant("ARGS", args);
+        scope.push_constant("OPTS", map);
+        scope
+    }
+
+    /// Source texts seen so far (playbooks and modules), for error rendering.
+    fn sources(&self) -> HashMap<String, String> {
+        self.loaded.lock().expect("module list").sources.clone()
+    }
+
+    /// Module files the last compile used, with their names.
+    pub fn modules(&self) -> Vec<(String, Option<std::path::PathBuf>)> {
+        self.loaded.lock().expect("module list").modules.clone()
+    }
+
+    /// Compiles a playbook and every module it imports.
+    pub fn compile(&self, source: &Source) -> Result<Compiled, ScriptError> {
+        {
+            let mut loaded = self.loaded.lock().expect("module list");
+            loaded.modules.clear();
+            loaded
+                .sources
+                .insert(source.display.clone(), source.text.clone());
+        }
+        let scope = Self::scope(&[], &IndexMap::new());
+        match self
+            .engine
+            .compile_into_self_contained(&scope, &source.text)
+        {
+            Ok(mut ast) => {
+                ast.set_source(source.display.as_str());
+                Ok(Compiled {
+                    ast,
+                    display: source.display.clone(),
+                })
+            }
+            Err(e) => {
+                let mut err = ScriptError::from_rhai(&e, &source.display, &self.sources());
+                if err.kind != ErrorKind::Cancelled {
+                    err.kind = ErrorKind::Compile;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs a compiled playbook.
+    pub fn run(
+        &self,
+        compiled: &Compiled,
+        args: &[String],
+        opts: &IndexMap<String, Dynamic>,
+    ) -> Result<(), ScriptError> {
+        let mut scope = Self::scope(args, opts);
+        let result = self.engine.run_ast_with_scope(&mut scope, &compiled.ast);
+        // Whatever happened, let go of the lock and drop the cached state.
+        self.ctx.reset();
+        result.map_err(|e| ScriptError::from_rhai(&e, &compiled.display, &self.sources()))
+    }
+
+    pub fn run_source(
+        &self,
+        source: &Source,
+        args: &[String],
+        opts: &IndexMap<String, Dynamic>,
+    ) -> Result<(), ScriptError> {
+        let compiled = self.compile(source)?;
+        self.run(&compiled, args, opts)
+    }
+}

@@ -1,0 +1,38 @@
+//! Every native function playbooks can call is registered here, one module per domain.
+//! Natives are thin: they turn script values into core types, call core, and turn the result
+//! back; errors go through `host::error::{failure, bad_input}`.
+
+mod core;
+mod plan;
+mod state;
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, EvalAltResult};
+
+use super::error::bad_input;
+use super::Context;
+
+pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
+    core::register(engine, ctx);
+    state::register(engine, ctx);
+    plan::register(engine, ctx);
+}
+
+/// Script value from anything serializable.
+pub fn to_dynamic<T: serde::Serialize>(value: &T) -> Result<Dynamic, Box<EvalAltResult>> {
+    rhai::serde::to_dynamic(value)
+}
+
+/// Core type from a script value, naming what was expected on failure.
+pub fn from_dynamic<T: serde::de::DeserializeOwned>(
+    value: &Dynamic,
+    what: &str,
+) -> Result<T, Box<EvalAltResult>> {
+    rhai::serde::from_dynamic(value).map_err(|e| bad_input(format!("expected {what}: {e}")))
+}
+
+/// Prints what a mutating native would do, in dry-run mode.
+pub fn report_dry_run(what: &str) {
+    println!("[dry-run] would {what}");
+}

@@ -1,0 +1,47 @@
+//! `plan()` and `show_plan(plan)`: the change list between the spec and what exists.
+//!
+//! A plan is handed to scripts as a handle (`is_empty()`, `.changes`, `.summary`), not as a
+//! map, so a plan of thousands of changes is not copied unless a script looks inside it.
+
+use std::sync::Arc;
+
+use rhai::{Engine, EvalAltResult};
+
+use super::to_dynamic;
+use crate::host::Context;
+use crate::plan::Plan;
+
+pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    engine
+        .register_type_with_name::<Plan>("Plan")
+        .register_fn("is_empty", |p: &mut Plan| p.is_empty())
+        .register_get("changes", |p: &mut Plan| to_dynamic(&p.changes))
+        .register_get("summary", |p: &mut Plan| to_dynamic(&p.summary))
+        .register_get("force", |p: &mut Plan| p.force)
+        .register_fn("to_string", |p: &mut Plan| p.render_text());
+    let c = ctx.clone();
+    engine.register_fn("plan", move || compute(&c, false));
+    let c = ctx.clone();
+    engine.register_fn("plan", move |force: bool| compute(&c, force));
+    let c = ctx.clone();
+    engine.register_fn("show_plan", move |plan: &mut Plan| {
+        if c.options.json {
+            println!(
+                "{}",
+                serde_json::to_string(&*plan).expect("plan serializes")
+            );
+        } else {
+            print!("{}", plan.render_text());
+        }
+    });
+}
+
+fn compute(ctx: &Context, force: bool) -> Result<Plan, Box<EvalAltResult>> {
+    let loaded = ctx.loaded()?;
+    Ok(Plan::compute(
+        &loaded.spec,
+        &loaded.runtime,
+        &loaded.services,
+        force,
+    ))
+}

@@ -1,0 +1,20 @@
+//! infra: a personal-cloud orchestrator.
+//!
+//! The binary in `main.rs` is a thin shell over this library. Core modules (`state`, `config`,
+//! `plan`, `cloud`, ...) know nothing of Rhai; `host` adapts them for playbooks.
+
+pub mod atomic_file;
+pub mod cli;
+pub mod cloud;
+pub mod command;
+pub mod config;
+pub mod diagnostic;
+pub mod document;
+pub mod host;
+pub mod keypair;
+pub mod logging;
+pub mod plan;
+pub mod project;
+pub mod schema;
+pub mod state;
+pub mod table;

@@ -1,0 +1,282 @@
+//! Reading typed fields out of JSON while collecting every problem with its path.
+//!
+//! Config and state loaders are written as "parse, don't validate": they walk the JSON with a
+//! [`Checker`], which returns typed values and records what was wrong and where, so one pass
+//! yields both the model and the full list of problems.
+
+use serde_json::{Map, Value};
+
+use crate::diagnostic::{Problem, Problems};
+
+pub struct Checker<'a> {
+    pub file: &'a str,
+    pub problems: Problems,
+}
+
+/// A short description of a JSON value for "found ..." in messages.
+pub fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if s.chars().count() > 40 => {
+            let cut: String = s.chars().take(37).collect();
+            format!("\"{cut}...\"")
+        }
+        Value::String(s) => Value::String(s.clone()).to_string(),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// `a.b` joined with `.`; keys that are not plain identifiers are quoted.
+pub fn join(path: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if plain {
+        key.to_string()
+    } else {
+        Value::String(key.to_string()).to_string()
+    };
+    if path.is_empty() {
+        key
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+pub fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(file: &'a str) -> Self {
+        Checker {
+            file,
+            problems: Problems::new(),
+        }
+    }
+
+    pub fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.problems
+            .push(Problem::at_path(self.file, path, message));
+    }
+
+    pub fn expected(&mut self, path: &str, what: &str, found: &Value) {
+        self.error(path, format!("expected {what}, found {}", describe(found)));
+    }
+
+    pub fn object<'v>(&mut self, path: &str, value: &'v Value) -> Option<&'v Map<String, Value>> {
+        match value {
+            Value::Object(map) => Some(map),
+            other => {
+                self.expected(path, "an object", other);
+                None
+            }
+        }
+    }
+
+    /// An optional object field: missing or null gives `None` without a problem.
+    pub fn opt_object<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<&'v Map<String, Value>> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => self.object(&join(path, key), v),
+        }
+    }
+
+    pub fn string(&mut self, path: &str, value: &Value, example: &str) -> Option<String> {
+        match value {
+            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::String(_) => {
+                self.error(
+                    path,
+                    format!("must not be empty; expected a string like {example}"),
+                );
+                None
+            }
+            other => {
+                self.expected(path, &format!("a string like {example}"), other);
+                None
+            }
+        }
+    }
+
+    pub fn req_string(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<String> {
+        match map.get(key) {
+            None => {
+                self.error(
+                    &join(path, key),
+                    format!("missing; add a string like {example}"),
+                );
+                None
+            }
+            Some(v) => self.string(&join(path, key), v, example),
+        }
+    }
+
+    pub fn opt_string(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<String> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => self.string(&join(path, key), v, example),
+        }
+    }
+
+    pub fn integer(&mut self, path: &str, value: &Value, min: i64, max: i64) -> Option<i64> {
+        let what = format!("a whole number from {min} to {max}");
+        match value.as_i64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.expected(path, &what, value);
+                None
+            }
+        }
+    }
+
+    pub fn req_integer(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
+        match map.get(key) {
+            None => {
+                self.error(
+                    &join(path, key),
+                    format!("missing; add a whole number from {min} to {max}"),
+                );
+                None
+            }
+            Some(v) => self.integer(&join(path, key), v, min, max),
+        }
+    }
+
+    pub fn opt_integer(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => self.integer(&join(path, key), v, min, max),
+        }
+    }
+
+    pub fn opt_bool(&mut self, map: &Map<String, Value>, path: &str, key: &str) -> Option<bool> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                self.expected(&join(path, key), "true or false", other);
+                None
+            }
+        }
+    }
+
+    /// A list of strings, each checked by `item` (which returns an error message or `None`);
+    /// duplicates are reported.
+    pub fn string_list(
+        &mut self,
+        path: &str,
+        value: &Value,
+        example: &str,
+        item: impl Fn(&str) -> Option<String>,
+    ) -> Option<Vec<String>> {
+        let Value::Array(items) = value else {
+            self.expected(path, &format!("a list of strings like {example}"), value);
+            return None;
+        };
+        let mut out: Vec<String> = Vec::new();
+        let mut ok = true;
+        for (i, v) in items.iter().enumerate() {
+            let p = index(path, i);
+            match v {
+                Value::String(s) => {
+                    if let Some(message) = item(s) {
+                        self.error(&p, message);
+                        ok = false;
+                    } else if out.contains(s) {
+                        self.error(&p, format!("`{s}` is listed twice; list each once"));
+                        ok = false;
+                    } else {
+                        out.push(s.clone());
+                    }
+                }
+                other => {
+                    self.expected(&p, "a string", other);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    pub fn one_of(&mut self, path: &str, value: &Value, allowed: &[&str]) -> Option<String> {
+        let list = allowed
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match value {
+            Value::String(s) if allowed.contains(&s.as_str()) => Some(s.clone()),
+            other => {
+                self.expected(path, &format!("one of {list}"), other);
+                None
+            }
+        }
+    }
+}
+
+/// Checks a name used as a hostname (droplets) or in one (projects): RFC 1123 label, lowercase.
+pub fn hostname_problem(name: &str, what: &str) -> Option<String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    (!valid).then(|| {
+        format!(
+            "`{name}` is not a valid {what}; use lowercase letters, digits and hyphens (at most 63, not starting or ending with a hyphen)"
+        )
+    })
+}
+
+/// Checks an identifier such as a service, secret or environment name: lowercase letters,
+/// digits and underscores, starting with a letter.
+pub fn identifier_problem(name: &str, what: &str) -> Option<String> {
+    let valid = name.len() <= 40
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    (!valid).then(|| {
+        format!(
+            "`{name}` is not a valid {what}; use lowercase letters, digits and underscores, starting with a letter (at most 40)"
+        )
+    })
+}

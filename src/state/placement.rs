@@ -1,0 +1,293 @@
+//! What the spec asks for, computed: the droplets, the services on them with their ports, and
+//! who monitors whom. Shared by `plan`, `status` and the playbooks.
+
+use std::collections::{HashMap, HashSet};
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use super::ports::{default_base_port, hash_based_port, next_in_range, DEFAULT_PORT_RANGE};
+use super::runtime::{Runtime, ServiceKind, ServiceMap, ServiceRecord};
+use super::spec::{web_droplet_name, Spec};
+use crate::config::deployment::DeploymentConfig;
+use crate::schema::{index, join, Checker};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequiredDroplet {
+    pub size: String,
+    pub region: String,
+    pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// `<project>-<env>`, the key of a project-environment under `projects`.
+pub fn project_env(project: &str, environment: &str) -> String {
+    format!("{project}-{environment}")
+}
+
+/// `<project>-<env>-<service>`: the service's name everywhere (container, upstream, logs).
+pub fn service_name(project_env: &str, service: &str) -> String {
+    format!("{project_env}-{service}")
+}
+
+/// Droplets the spec asks for: its named droplets, then each project's web droplets.
+pub fn required_droplets(spec: &Spec) -> IndexMap<String, RequiredDroplet> {
+    let mut out = IndexMap::new();
+    for (name, d) in &spec.droplets {
+        out.insert(
+            name.clone(),
+            RequiredDroplet {
+                size: d.size.clone(),
+                region: d.region.clone(),
+                role: d.role.clone(),
+                project: None,
+            },
+        );
+    }
+    for (project, p) in &spec.projects {
+        let region = spec.project_region(p);
+        for n in 1..=p.web_droplets {
+            out.insert(
+                web_droplet_name(project, n),
+                RequiredDroplet {
+                    size: p.web_droplet_spec.clone(),
+                    region: region.clone(),
+                    role: "web".into(),
+                    project: Some(project.clone()),
+                },
+            );
+        }
+    }
+    out
+}
+
+struct Pending {
+    key: String,
+    service: String,
+    project: String,
+    environment: String,
+    base: u16,
+    droplets: Vec<String>,
+}
+
+/// Services of every project-environment, placed and given ports.
+///
+/// Ports are sticky: a port already recorded in the runtime state is kept while it is free on
+/// the service's droplets, so adding a project never renumbers another. New ports come from
+/// [`hash_based_port`]; a clash moves to the next free port in the service's range, visiting
+/// services in name order so every machine resolves clashes the same way. Problems (explicit
+/// ports that clash, unknown droplets) are reported against deployment_config.json.
+pub fn required_services(
+    spec: &Spec,
+    deploy: &DeploymentConfig,
+    runtime: &Runtime,
+    c: &mut Checker,
+) -> IndexMap<String, ServiceMap> {
+    let mut out: IndexMap<String, ServiceMap> = IndexMap::new();
+    // (droplet, port) -> the service holding it.
+    let mut taken: HashMap<(String, u16), String> = HashMap::new();
+    let mut pending: Vec<Pending> = Vec::new();
+
+    for (project, p) in &spec.projects {
+        let deployment = deploy.project(project);
+        let web: Vec<String> = (1..=p.web_droplets)
+            .map(|n| web_droplet_name(project, n))
+            .collect();
+        for environment in &p.environments {
+            let key = project_env(project, environment);
+            let mut services = ServiceMap::new();
+            for (service, config) in &deployment.services {
+                let cpath = join(&join(&join("projects", project), "services"), service);
+                let droplets = match &config.droplets {
+                    Some(list) => {
+                        let mut ok = Vec::new();
+                        for (i, d) in list.iter().enumerate() {
+                            if web.contains(d) {
+                                ok.push(d.clone());
+                            } else if environment == &p.environments[0] {
+                                c.error(
+                                    &index(&join(&cpath, "droplets"), i),
+                                    format!(
+                                        "`{d}` is not a web droplet of project `{project}` (it has {}); name one of those",
+                                        describe_range(project, p.web_droplets)
+                                    ),
+                                );
+                            }
+                        }
+                        ok
+                    }
+                    None => {
+                        let default = match config.kind {
+                            ServiceKind::Web => web.len(),
+                            ServiceKind::Worker => 1,
+                        };
+                        let n = config.replicas.map(|r| r as usize).unwrap_or(default);
+                        web.iter().take(n.min(web.len())).cloned().collect()
+                    }
+                };
+                let mut port = None;
+                if config.kind == ServiceKind::Web {
+                    let full = service_name(&key, service);
+                    if let Some(explicit) = config.explicit_port(environment) {
+                        for d in &droplets {
+                            if let Some(other) = taken.insert((d.clone(), explicit), full.clone()) {
+                                let ppath = match &config.port {
+                                    Some(super::super::config::deployment::PortSetting::PerEnvironment(_)) => {
+                                        join(&join(&cpath, "port"), environment)
+                                    }
+                                    _ => join(&cpath, "port"),
+                                };
+                                c.error(
+                                    &ppath,
+                                    format!("port {explicit} on `{d}` is also given to `{other}`; give each service its own port on a droplet"),
+                                );
+                                break;
+                            }
+                        }
+                        port = Some(explicit);
+                    } else {
+                        pending.push(Pending {
+                            key: key.clone(),
+                            service: service.clone(),
+                            project: project.clone(),
+                            environment: environment.clone(),
+                            base: config
+                                .base_port
+                                .unwrap_or_else(|| default_base_port(service)),
+                            droplets: droplets.clone(),
+                        });
+                    }
+                }
+                services.insert(
+                    service.clone(),
+                    ServiceRecord {
+                        kind: config.kind,
+                        port,
+                        assigned_droplets: droplets,
+                    },
+                );
+            }
+            out.insert(key, services);
+        }
+    }
+
+    pending.sort_by(|a, b| (&a.key, &a.service).cmp(&(&b.key, &b.service)));
+    let range = DEFAULT_PORT_RANGE;
+    let free = |taken: &HashMap<(String, u16), String>, droplets: &[String], port: u16| {
+        droplets
+            .iter()
+            .all(|d| !taken.contains_key(&(d.clone(), port)))
+    };
+    // Sticky ports first, so that new services work around them.
+    let mut fresh = Vec::new();
+    for item in pending {
+        let recorded = runtime
+            .projects
+            .get(&item.key)
+            .and_then(|s| s.get(&item.service))
+            .and_then(|r| r.port)
+            .filter(|p| (item.base..item.base.saturating_add(range)).contains(p));
+        match recorded {
+            Some(port) if free(&taken, &item.droplets, port) => {
+                claim(&mut taken, &item, port);
+                out[&item.key][&item.service].port = Some(port);
+            }
+            _ => fresh.push(item),
+        }
+    }
+    for item in fresh {
+        let start = hash_based_port(&item.project, &item.environment, item.base, range);
+        let mut port = start;
+        let mut found = None;
+        for _ in 0..range {
+            if free(&taken, &item.droplets, port) {
+                found = Some(port);
+                break;
+            }
+            port = next_in_range(port, item.base, range);
+        }
+        match found {
+            Some(port) => {
+                claim(&mut taken, &item, port);
+                out[&item.key][&item.service].port = Some(port);
+            }
+            None => c.error(
+                &join(
+                    &join(&join("projects", &item.project), "services"),
+                    &item.service,
+                ),
+                format!(
+                    "no free port left in {}..{} on its droplets; set `base_port` to another range",
+                    item.base,
+                    item.base as u32 + range as u32
+                ),
+            ),
+        }
+    }
+    out
+}
+
+fn claim(taken: &mut HashMap<(String, u16), String>, item: &Pending, port: u16) {
+    for d in &item.droplets {
+        taken.insert((d.clone(), port), service_name(&item.key, &item.service));
+    }
+}
+
+fn describe_range(project: &str, n: u32) -> String {
+    if n == 1 {
+        format!("only `{}`", web_droplet_name(project, 1))
+    } else {
+        format!(
+            "`{}` to `{}`",
+            web_droplet_name(project, 1),
+            web_droplet_name(project, n)
+        )
+    }
+}
+
+/// Who monitors whom: each droplet watches the next two in a ring (master first, then by
+/// name), so every droplet has two watchers as soon as there are three droplets.
+pub fn monitoring_ring<'a>(
+    names: impl IntoIterator<Item = &'a String>,
+) -> IndexMap<String, Vec<String>> {
+    let mut sorted: Vec<&String> = names
+        .into_iter()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    sorted.sort_by_key(|n| (n.as_str() != "master", natural_key(n)));
+    let n = sorted.len();
+    let watchers = 2.min(n.saturating_sub(1));
+    let mut out = IndexMap::new();
+    for (i, name) in sorted.iter().enumerate() {
+        let targets = (1..=watchers)
+            .map(|k| sorted[(i + k) % n].clone())
+            .collect();
+        out.insert((*name).clone(), targets);
+    }
+    out
+}
+
+/// Sorts `web2` before `web10`.
+fn natural_key(s: &str) -> Vec<(String, u64)> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                parts.push((
+                    std::mem::take(&mut text),
+                    digits.parse().unwrap_or(u64::MAX),
+                ));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    parts.push((text, digits.parse().unwrap_or(0)));
+    parts
+}

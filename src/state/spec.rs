@@ -1,0 +1,207 @@
+//! `infrastructure_spec`: what the user wants (droplets and projects), read from JSON with
+//! every problem reported by path.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::schema::{hostname_problem, join, Checker};
+
+pub const ROLES: &[&str] = &["master", "web"];
+pub const MAX_WEB_DROPLETS: i64 = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DropletSpec {
+    pub size: String,
+    pub region: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectSpec {
+    pub environments: Vec<String>,
+    pub web_droplets: u32,
+    pub web_droplet_spec: String,
+    /// Region of the project's web droplets; the master's when not given.
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Spec {
+    pub droplets: IndexMap<String, DropletSpec>,
+    pub projects: IndexMap<String, ProjectSpec>,
+}
+
+/// Environment names end up in container, upstream and namespace names.
+pub fn environment_problem(name: &str) -> Option<String> {
+    let valid = name.len() <= 16
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (!valid).then(|| {
+        format!("`{name}` is not a valid environment name; use lowercase letters and digits, starting with a letter (at most 16), like \"prod\" or \"uat\"")
+    })
+}
+
+/// Project names become part of droplet hostnames (`<project>-web<N>`).
+pub fn project_name_problem(name: &str) -> Option<String> {
+    hostname_problem(name, "project name").or_else(|| {
+        (name.len() > 50).then(|| {
+            format!("`{name}` is too long for a project name; use at most 50 characters so that `{name}-web100` is a valid hostname")
+        })
+    })
+}
+
+pub fn web_droplet_name(project: &str, n: u32) -> String {
+    format!("{project}-web{n}")
+}
+
+impl Spec {
+    /// Reads `infrastructure_spec` (the value at `path`); problems go to the checker.
+    pub fn check(c: &mut Checker, path: &str, value: &Value) -> Spec {
+        let mut spec = Spec::default();
+        let Some(map) = c.object(path, value) else {
+            return spec;
+        };
+        if let Some(droplets) = c.opt_object(map, path, "droplets") {
+            let dpath = join(path, "droplets");
+            for (name, d) in droplets {
+                let p = join(&dpath, name);
+                if let Some(message) = hostname_problem(name, "droplet name") {
+                    c.error(&p, message);
+                    continue;
+                }
+                if let Some(d) = check_droplet(c, &p, d) {
+                    spec.droplets.insert(name.clone(), d);
+                }
+            }
+            let masters: Vec<&String> = spec
+                .droplets
+                .iter()
+                .filter(|(_, d)| d.role == "master")
+                .map(|(n, _)| n)
+                .collect();
+            if masters.len() > 1 {
+                c.error(
+                    &dpath,
+                    format!(
+                        "{} droplets have role \"master\" ({}); keep exactly one",
+                        masters.len(),
+                        masters
+                            .iter()
+                            .map(|m| format!("`{m}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(projects) = c.opt_object(map, path, "projects") {
+            let ppath = join(path, "projects");
+            for (name, p) in projects {
+                let pp = join(&ppath, name);
+                if let Some(message) = project_name_problem(name) {
+                    c.error(&pp, message);
+                    continue;
+                }
+                if let Some(project) = check_project(c, &pp, p) {
+                    spec.projects.insert(name.clone(), project);
+                }
+            }
+            if !spec.projects.is_empty()
+                && !spec.droplets.values().any(|d| d.role == "master")
+                && map.get("droplets").is_none_or(|d| d.is_object())
+            {
+                c.error(
+                    &join(path, "droplets"),
+                    "no droplet has role \"master\"; add one (the master runs the load balancer), e.g. \"master\": {\"size\": \"s-2vcpu-4gb\", \"region\": \"lon1\", \"role\": \"master\"}",
+                );
+            }
+        }
+        spec.check_generated_names(c, path);
+        spec
+    }
+
+    /// Web droplet names are generated, so they can collide with a named droplet or with
+    /// another project's (`a` with 11 droplets and `a-web1` both make `a-web1-...`? no, but
+    /// a droplet literally named `shop-web1` does).
+    fn check_generated_names(&self, c: &mut Checker, path: &str) {
+        for (project, p) in &self.projects {
+            for n in 1..=p.web_droplets {
+                let name = web_droplet_name(project, n);
+                if self.droplets.contains_key(&name) {
+                    c.error(
+                        &join(&join(path, "droplets"), &name),
+                        format!("`{name}` is also the name of web droplet {n} of project `{project}`; rename this droplet"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The master droplet's name and spec, if there is one.
+    pub fn master(&self) -> Option<(&String, &DropletSpec)> {
+        self.droplets.iter().find(|(_, d)| d.role == "master")
+    }
+
+    /// The region web droplets of `project` go to.
+    pub fn project_region(&self, project: &ProjectSpec) -> String {
+        project
+            .region
+            .clone()
+            .or_else(|| self.master().map(|(_, d)| d.region.clone()))
+            .or_else(|| self.droplets.values().next().map(|d| d.region.clone()))
+            .unwrap_or_else(|| "lon1".to_string())
+    }
+}
+
+fn check_droplet(c: &mut Checker, path: &str, value: &Value) -> Option<DropletSpec> {
+    let map = c.object(path, value)?;
+    let size = c.req_string(map, path, "size", "\"s-2vcpu-4gb\"");
+    let region = c.req_string(map, path, "region", "\"lon1\"");
+    let role = match map.get("role") {
+        None => Some("web".to_string()),
+        Some(v) => c.one_of(&join(path, "role"), v, ROLES),
+    };
+    Some(DropletSpec {
+        size: size?,
+        region: region?,
+        role: role?,
+    })
+}
+
+fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectSpec> {
+    let map: &Map<String, Value> = c.object(path, value)?;
+    let environments = match map.get("environments") {
+        None => {
+            c.error(
+                &join(path, "environments"),
+                "missing; add a list of environments like [\"prod\", \"uat\"]",
+            );
+            None
+        }
+        Some(v) => {
+            let epath = join(path, "environments");
+            let envs = c.string_list(&epath, v, "[\"prod\", \"uat\"]", environment_problem);
+            if envs.as_ref().is_some_and(|e| e.is_empty()) {
+                c.error(
+                    &epath,
+                    "is empty; list at least one environment, like [\"prod\"]",
+                );
+                None
+            } else {
+                envs
+            }
+        }
+    };
+    let web_droplets = c.req_integer(map, path, "web_droplets", 1, MAX_WEB_DROPLETS);
+    let web_droplet_spec = c.req_string(map, path, "web_droplet_spec", "\"s-1vcpu-1gb\"");
+    let region = c.opt_string(map, path, "region", "\"lon1\"");
+    Some(ProjectSpec {
+        environments: environments?,
+        web_droplets: web_droplets? as u32,
+        web_droplet_spec: web_droplet_spec?,
+        region,
+    })
+}

@@ -79,6 +79,9 @@ impl ScriptError {
         let mut file = main.to_string();
         let mut current = err;
         let mut position = err.position();
+        // The last call made from outside stdlib/: where a deliberate error raised inside a
+        // library function is reported, like `#[track_caller]`.
+        let mut caller: Option<(String, Position)> = None;
         loop {
             match current {
                 EvalAltResult::ErrorInModule(path, inner, _) => {
@@ -86,7 +89,10 @@ impl ScriptError {
                     position = inner.position();
                     current = inner;
                 }
-                EvalAltResult::ErrorInFunctionCall(_, src, inner, _) => {
+                EvalAltResult::ErrorInFunctionCall(_, src, inner, pos) => {
+                    if !is_library(&file) {
+                        caller = Some((file.clone(), *pos));
+                    }
                     if !src.is_empty() {
                         file = module_display(src, sources);
                     }
@@ -98,8 +104,15 @@ impl ScriptError {
                 _ => break,
             }
         }
+        let deliberate = matches!(current, EvalAltResult::ErrorRuntime(d, _) if d.is::<NativeFailure>());
+        if deliberate && is_library(&file) {
+            if let Some((f, p)) = caller {
+                file = f;
+                position = p;
+            }
+        }
         let (kind, message) = match current {
-            EvalAltResult::ErrorParsing(p, _) => (ErrorKind::Compile, p.to_string()),
+            EvalAltResult::ErrorParsing(p, _) => (ErrorKind::Compile, lowercase_first(&p.to_string())),
             EvalAltResult::ErrorTerminated(..) => {
                 (ErrorKind::Cancelled, "stopped (Ctrl-C)".to_string())
             }
@@ -123,21 +136,6 @@ impl ScriptError {
         Self::at(kind, message, file, position, sources)
     }
 
-    /// A compile error from the parser.
-    pub fn from_parse(
-        err: &rhai::ParseError,
-        file: &str,
-        sources: &HashMap<String, String>,
-    ) -> Self {
-        Self::at(
-            ErrorKind::Compile,
-            err.err_type().to_string(),
-            file.to_string(),
-            err.position(),
-            sources,
-        )
-    }
-
     fn at(
         kind: ErrorKind,
         message: String,
@@ -154,7 +152,7 @@ impl ScriptError {
         });
         ScriptError {
             kind,
-            message: lowercase_first(&message),
+            message,
             file,
             line,
             column,
@@ -172,6 +170,11 @@ impl ScriptError {
             source_line: None,
         }
     }
+}
+
+/// Whether a source is a stdlib module rather than a playbook.
+fn is_library(display: &str) -> bool {
+    display.starts_with("stdlib/") || display.starts_with("<embedded>/stdlib/") || display.contains("/stdlib/")
 }
 
 fn module_display(name: &str, sources: &HashMap<String, String>) -> String {
@@ -201,8 +204,10 @@ impl fmt::Display for ScriptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {
             (Some(line), Some(column)) => {
-                writeln!(f, "{}:{}:{}: {}", self.file, line, column, self.message)?;
-                if let Some(src) = &self.source_line {
+                write!(f, "{}:{}:{}: {}", self.file, line, column, self.message)?;
+                // Bad input is about the arguments, not the playbook's code: no snippet.
+                if let (Some(src), false) = (&self.source_line, self.kind == ErrorKind::BadInput) {
+                    writeln!(f)?;
                     let gutter = line.to_string().len();
                     writeln!(f, "{:gutter$} |", "")?;
                     writeln!(f, "{line} | {src}")?;

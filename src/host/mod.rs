@@ -137,15 +137,22 @@ impl Host {
         }
     }
 
-    fn scope(args: &[String], opts: &IndexMap<String, Dynamic>) -> Scope<'static> {
+    /// `ARGS` and `OPTS`. They are constants when running, but plain variables when compiling,
+    /// or the optimizer would fold the compile-time (empty) values into the script.
+    fn scope(args: &[String], opts: &IndexMap<String, Dynamic>, constant: bool) -> Scope<'static> {
         let mut scope = Scope::new();
         let args: Array = args.iter().map(|a| Dynamic::from(a.clone())).collect();
         let mut map = Map::new();
         for (k, v) in opts {
             map.insert(k.as_str().into(), v.clone());
         }
-        scope.push_constant("ARGS", args);
-        scope.push_constant("OPTS", map);
+        if constant {
+            scope.push_constant("ARGS", args);
+            scope.push_constant("OPTS", map);
+        } else {
+            scope.push("ARGS", args);
+            scope.push("OPTS", map);
+        }
         scope
     }
 
@@ -168,7 +175,11 @@ impl Host {
                 .sources
                 .insert(source.display.clone(), source.text.clone());
         }
-        let scope = Self::scope(&[], &IndexMap::new());
+        // ARGS and OPTS are declared (strict variables) but not as constants: the optimizer
+        // would fold the compile-time empty values into the script.
+        let mut scope = Scope::new();
+        scope.push("ARGS", Array::new());
+        scope.push("OPTS", Map::new());
         match self
             .engine
             .compile_into_self_contained(&scope, &source.text)
@@ -197,7 +208,7 @@ impl Host {
         args: &[String],
         opts: &IndexMap<String, Dynamic>,
     ) -> Result<(), ScriptError> {
-        let mut scope = Self::scope(args, opts);
+        let mut scope = Self::scope(args, opts, true);
         let result = self.engine.run_ast_with_scope(&mut scope, &compiled.ast);
         // Whatever happened, let go of the lock and drop the cached state.
         self.ctx.reset();

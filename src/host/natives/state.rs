@@ -135,7 +135,12 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         "add_project_spec",
         move |name: &str, envs: Array, count: i64, size: &str| -> Result<(), Box<EvalAltResult>> {
             let envs = strings(&envs, "environments")?;
-            edit(&c, &format!("add project `{name}` to infrastructure_spec.projects ({} environments, {count} web droplets of {size})", envs.len()), |s| {
+            let description = format!(
+                "add project `{name}` to infrastructure_spec.projects (environments {}; {count} web droplet{} of {size})",
+                envs.join(", "),
+                if count == 1 { "" } else { "s" }
+            );
+            edit(&c, &description, |s| {
                 s.add_project_spec(name, &envs, count, size)
             })
         },

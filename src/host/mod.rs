@@ -175,11 +175,7 @@ impl Host {
                 .sources
                 .insert(source.display.clone(), source.text.clone());
         }
-        // ARGS and OPTS are declared (strict variables) but not as constants: the optimizer
-        // would fold the compile-time empty values into the script.
-        let mut scope = Scope::new();
-        scope.push("ARGS", Array::new());
-        scope.push("OPTS", Map::new());
+        let scope = Self::scope(&[], &IndexMap::new(), false);
         match self
             .engine
             .compile_into_self_contained(&scope, &source.text)

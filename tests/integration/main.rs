@@ -1,0 +1,11 @@
+mod cloud_contract;
+mod openapi;
+mod harness;
+mod seed_examples;
+mod templates;
+mod bad_input;
+mod ports;
+mod playbooks;
+mod state_lock;
+mod watch;
+mod sandbox;

@@ -1,0 +1,978 @@
+//! The sandbox cloud for real: `infra sandbox up` in a temp project, droplets that are Docker
+//! containers answering SSH, and every answer held against the DigitalOcean contract.
+//!
+//! These tests need Docker (and, the first time on a machine, debootstrap to build the droplet
+//! image; `.ci/prepare-sandbox` builds it once). Without Docker they are skipped with a notice,
+//! unless `INFRA_REQUIRE_TOOLS=1` (set by CI) makes that a failure. Each test runs its own
+//! sandbox with two or three droplets, and `infra sandbox down` always runs at the end.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use infra::cloud::*;
+
+use crate::harness::{Output, Test};
+use crate::openapi::{report, Options, Spec};
+
+/// Longest a droplet may take to become active, or an action to complete.
+const BOOT: Duration = Duration::from_secs(120);
+
+/// Whether a tool the sandbox needs is here; without it the test is skipped, or fails under
+/// `INFRA_REQUIRE_TOOLS=1`.
+fn have(tool: &str, probe: &[&str]) -> bool {
+    let ok = Command::new(tool)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return true;
+    }
+    if std::env::var("INFRA_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("`{tool}` is not usable and INFRA_REQUIRE_TOOLS=1 requires it (run .ci/prepare-sandbox)");
+    }
+    eprintln!(
+        "skipped: `{tool}` is not usable (the sandbox needs Docker and an SSH client; INFRA_REQUIRE_TOOLS=1 makes this a failure)"
+    );
+    false
+}
+
+/// A running sandbox in its own project; `infra sandbox down` when dropped.
+struct Sandbox {
+    test: Test,
+    url: String,
+    token: String,
+    key: PathBuf,
+}
+
+impl Sandbox {
+    /// `None` when the tools are missing and the test is skipped.
+    fn up(args: &[&str]) -> Option<Sandbox> {
+        if !have("docker", &["version"]) || !have("ssh", &["-V"]) {
+            return None;
+        }
+        let test = Test::init();
+        let mut command = vec!["sandbox", "up"];
+        command.extend(args);
+        let out = test.infra(&command);
+        assert_eq!(out.code, 0, "`infra sandbox up` failed:\n{}", out.stderr);
+        let exports = out.stdout.trim();
+        let url = field(exports, "DO_API_URL=");
+        let token = field(exports, "DO_TOKEN=");
+        assert!(url.starts_with("http://127.0.0.1:"), "{exports}");
+        // The client finds the sandbox by itself through this file.
+        let env = test.read("config/.infra/sandbox/env");
+        assert_eq!(env, format!("DO_API_URL={url}\nDO_TOKEN={token}\n"));
+        let key = test.path().join("config/.infra/infrastructure_key");
+        Some(Sandbox {
+            test,
+            url,
+            token,
+            key,
+        })
+    }
+
+    fn infra(&self, args: &[&str]) -> Output {
+        self.test.infra(args)
+    }
+
+    fn client(&self) -> Client {
+        Client::new(
+            &self.url,
+            Token::new(self.token.clone()).unwrap(),
+            RetryPolicy::default(),
+        )
+        .unwrap()
+    }
+
+    fn public_key(&self) -> String {
+        std::fs::read_to_string(infra::keypair::public_path(&self.key)).unwrap()
+    }
+
+    fn sandbox_id(&self) -> String {
+        let info = self.test.json("config/.infra/sandbox/server.json");
+        info["sandbox_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs `command` as root on `ip` with the project's key.
+    fn ssh(&self, ip: &str, command: &str) -> Result<String, String> {
+        ssh(&self.key, ip, command)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let out = self.test.infra(["sandbox", "down"]);
+        if out.code != 0 {
+            eprintln!("`infra sandbox down` failed:\n{}", out.stderr);
+        }
+    }
+}
+
+fn field(exports: &str, name: &str) -> String {
+    exports
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in `{exports}`"))
+        .to_owned()
+}
+
+fn ssh(key: &Path, ip: &str, command: &str) -> Result<String, String> {
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+            &format!("root@{ip}"),
+            command,
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Polls `check` until it gives a value, failing the test after `limit`.
+async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "gave up waiting for {what} after {} s",
+            limit.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn wait_active(client: &Client, id: u64) -> Droplet {
+    wait_for(&format!("droplet {id} to be active"), BOOT, || async {
+        let droplet = client.get_droplet(id).await.unwrap();
+        (droplet.status == DropletStatus::Active).then_some(droplet)
+    })
+    .await
+}
+
+async fn act(client: &Client, droplet: u64, action: DropletAction) -> Action {
+    let started = client.droplet_action(droplet, &action).await.unwrap();
+    client
+        .wait_for_action(started.id, Duration::from_millis(250), BOOT)
+        .await
+        .unwrap_or_else(|e| panic!("{action:?} on droplet {droplet}: {e}"))
+}
+
+fn spec(image: ImageRef, key: u64, tags: &[&str]) -> DropletSpec {
+    let mut spec = DropletSpec::new("s-1vcpu-1gb", image);
+    spec.region = Some("lon1".into());
+    spec.ssh_keys = vec![SshKeyRef::Id(key)];
+    spec.tags = tags.iter().map(|t| t.to_string()).collect();
+    spec
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Droplets are hosts: SSH with the registered key, their own hostname and container engine;
+/// a snapshot carries a file to a new droplet; power off and on; firewalls; a restarted server
+/// keeps everything; delete and `down` leave nothing behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_droplets_are_real_hosts() {
+    let Some(sandbox) = Sandbox::up(&[]) else {
+        return;
+    };
+    let client = sandbox.client();
+    let key = client
+        .create_ssh_key(&SshKeyCreate {
+            name: "infra".into(),
+            public_key: sandbox.public_key(),
+        })
+        .await
+        .unwrap();
+
+    let created = client
+        .create_droplets(&DropletMultiCreate {
+            names: vec!["host-a".into(), "host-b".into()],
+            spec: spec("debian-12-x64".into(), key.id, &["infra"]),
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.droplets.len(), 2);
+    assert!(created
+        .droplets
+        .iter()
+        .all(|d| d.status == DropletStatus::New));
+    let a = wait_active(&client, created.droplets[0].id).await;
+    let b = wait_active(&client, created.droplets[1].id).await;
+    let ip_a = a.public_ipv4().unwrap().to_string();
+    let ip_b = b.public_ipv4().unwrap().to_string();
+    assert_ne!(ip_a, ip_b);
+
+    // Their own hostnames and their own container engines.
+    assert_eq!(sandbox.ssh(&ip_a, "hostname").unwrap(), "host-a");
+    assert_eq!(sandbox.ssh(&ip_b, "hostname").unwrap(), "host-b");
+    sandbox
+        .ssh(
+            &ip_a,
+            "mkdir -p /tmp/bb && cp /bin/busybox /tmp/bb/ && tar -C /tmp/bb -c . | docker import - busybox:local >/dev/null \
+             && docker run -d --name only-on-a busybox:local /busybox sleep 600 >/dev/null \
+             && echo written-on-a >/root/marker",
+        )
+        .unwrap();
+    let names = "docker ps -a --format '{{.Names}}'";
+    assert_eq!(sandbox.ssh(&ip_a, names).unwrap(), "only-on-a");
+    assert_eq!(sandbox.ssh(&ip_b, names).unwrap(), "");
+    // Only the registered key logs in: the key file holds exactly it.
+    assert_eq!(
+        sandbox
+            .ssh(&ip_a, "cat /root/.ssh/authorized_keys")
+            .unwrap(),
+        sandbox.public_key().trim()
+    );
+
+    // A snapshot carries the disk to a new droplet, with its own hostname and host keys.
+    act(
+        &client,
+        a.id,
+        DropletAction::Snapshot {
+            name: "host-a-snap".into(),
+        },
+    )
+    .await;
+    let snapshots = client.list_droplet_snapshots(a.id).await.unwrap();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(snapshots[0].name, "host-a-snap");
+    let from_snapshot = client
+        .create_droplet(&DropletCreate {
+            name: "host-c".into(),
+            spec: spec(
+                ImageRef::Id(snapshots[0].id),
+                key.id,
+                &["infra", "restored"],
+            ),
+        })
+        .await
+        .unwrap();
+    let c = wait_active(&client, from_snapshot.droplet.id).await;
+    assert_eq!(c.image.id, snapshots[0].id);
+    let ip_c = c.public_ipv4().unwrap().to_string();
+    assert_eq!(
+        sandbox.ssh(&ip_c, "cat /root/marker").unwrap(),
+        "written-on-a"
+    );
+    assert_eq!(sandbox.ssh(&ip_c, "hostname").unwrap(), "host-c");
+    assert_eq!(sandbox.ssh(&ip_c, names).unwrap(), "only-on-a");
+    let host_key = "cat /etc/ssh/ssh_host_ed25519_key.pub";
+    assert_ne!(
+        sandbox.ssh(&ip_a, host_key).unwrap(),
+        sandbox.ssh(&ip_c, host_key).unwrap()
+    );
+
+    // Power off: SSH stops answering; power on: it answers again, at the same address.
+    act(&client, b.id, DropletAction::PowerOff).await;
+    assert_eq!(
+        client.get_droplet(b.id).await.unwrap().status,
+        DropletStatus::Off
+    );
+    assert!(sandbox.ssh(&ip_b, "true").is_err());
+    act(&client, b.id, DropletAction::PowerOn).await;
+    let b = wait_active(&client, b.id).await;
+    assert_eq!(b.public_ipv4().unwrap().to_string(), ip_b);
+    assert_eq!(sandbox.ssh(&ip_b, "hostname").unwrap(), "host-b");
+
+    // A firewall's SSH rule is enforced on its droplets.
+    let gateway = c.networks.v4[0].gateway.clone().unwrap();
+    let mut rules = FirewallRequest {
+        name: "admin-only".into(),
+        inbound_rules: vec![InboundRule {
+            protocol: Protocol::Tcp,
+            ports: "22".into(),
+            sources: RuleTarget {
+                addresses: vec!["203.0.113.7/32".into()],
+                ..RuleTarget::default()
+            },
+        }],
+        outbound_rules: vec![],
+        droplet_ids: vec![],
+        tags: vec!["restored".into()],
+    };
+    let firewall = client.create_firewall(&rules).await.unwrap();
+    assert!(
+        sandbox.ssh(&ip_c, "true").is_err(),
+        "the firewall let SSH in"
+    );
+    assert_eq!(sandbox.ssh(&ip_a, "hostname").unwrap(), "host-a");
+    rules.inbound_rules[0].sources.addresses = vec![format!("{gateway}/32")];
+    client.update_firewall(&firewall.id, &rules).await.unwrap();
+    assert_eq!(sandbox.ssh(&ip_c, "hostname").unwrap(), "host-c");
+
+    // Tags filter lists.
+    let restored = client.list_droplets(Some("restored")).await.unwrap();
+    assert_eq!(
+        restored.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![c.id]
+    );
+
+    // A restarted server keeps its droplets, token and rules.
+    let pid = sandbox.test.json("config/.infra/sandbox/server.json")["pid"]
+        .as_u64()
+        .unwrap();
+    assert!(Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the server to stop", Duration::from_secs(15), || async {
+        (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    })
+    .await;
+    let again = sandbox.infra(&["sandbox", "up"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(field(&again.stdout, "DO_TOKEN="), sandbox.token);
+    let client = Client::new(
+        &field(&again.stdout, "DO_API_URL="),
+        Token::new(sandbox.token.clone()).unwrap(),
+        RetryPolicy::default(),
+    )
+    .unwrap();
+    let listed = client.list_droplets(None).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["host-a", "host-b", "host-c"]
+    );
+    wait_active(&client, c.id).await;
+    assert_eq!(sandbox.ssh(&ip_c, "hostname").unwrap(), "host-c");
+    client.delete_firewall(&firewall.id).await.unwrap();
+
+    let status = sandbox.infra(&["sandbox", "status", "--json"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["running"], json!(true));
+    assert_eq!(status["droplets"].as_array().unwrap().len(), 3);
+
+    // Delete: gone from lists and from Docker.
+    client.delete_droplet(c.id).await.unwrap();
+    let listed = client.list_droplets(None).await.unwrap();
+    assert!(listed.iter().all(|d| d.id != c.id));
+    assert!(client.get_droplet(c.id).await.unwrap_err().is_not_found());
+    let sandbox_id = sandbox.sandbox_id();
+    let label = format!("label=infra.sandbox={sandbox_id}");
+    assert_eq!(
+        docker_lines(&["ps", "-a", "-q", "--filter", &label]).len(),
+        2
+    );
+
+    // Down removes every container, snapshot image and network it made, and its files.
+    let down = sandbox.infra(&["sandbox", "down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(down.stdout.contains("server stopped"), "{}", down.stdout);
+    for kind in [
+        &["ps", "-a", "-q", "--filter", &label][..],
+        &["images", "-a", "-q", "--filter", &label][..],
+        &["network", "ls", "-q", "--filter", &label][..],
+    ] {
+        assert_eq!(docker_lines(kind), Vec::<String>::new(), "docker {kind:?}");
+    }
+    assert!(!sandbox.test.path().join("config/.infra/sandbox").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Sends requests to the sandbox and holds each one, and each answer, against the contract.
+struct Contract<'a> {
+    sandbox: &'a Sandbox,
+    http: reqwest::Client,
+    spec: &'static Spec,
+    /// Operations answered with a 2xx.
+    covered: Mutex<BTreeSet<String>>,
+    problems: Mutex<Vec<String>>,
+}
+
+impl<'a> Contract<'a> {
+    fn new(sandbox: &'a Sandbox) -> Contract<'a> {
+        Contract {
+            sandbox,
+            http: reqwest::Client::new(),
+            spec: Spec::contract(),
+            covered: Mutex::new(BTreeSet::new()),
+            problems: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends a request; `valid` says whether its body must itself follow the contract (the
+    /// requests meant to be refused do not).
+    async fn call(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<Value>,
+        valid: bool,
+    ) -> (u16, Value) {
+        let token = self.sandbox.token.clone();
+        self.call_as(&token, method, target, body, valid).await
+    }
+
+    async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        target: &str,
+        body: Option<Value>,
+        valid: bool,
+    ) -> (u16, Value) {
+        let op = self
+            .spec
+            .find(method, target)
+            .unwrap_or_else(|| panic!("{method} {target} is no operation of the contract"));
+        let mut problems = Vec::new();
+        if let Err(v) = op.validate_target(target) {
+            problems.push(format!(
+                "{method} {target} (request target):\n{}",
+                report(&v)
+            ));
+        }
+        if let (Some(body), true) = (&body, valid) {
+            if let Err(v) = op.validate_request(body) {
+                problems.push(format!("{method} {target} (request body):\n{}", report(&v)));
+            }
+        }
+        let mut request = self
+            .http
+            .request(
+                method.parse().unwrap(),
+                format!("{}{target}", self.sandbox.url),
+            )
+            .bearer_auth(token);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        for header in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+            if response.headers().get(header).is_none() {
+                problems.push(format!("{method} {target}: no `{header}` header"));
+            }
+        }
+        let text = response.text().await.unwrap();
+        let value = if status == 204 {
+            if !text.is_empty() {
+                problems.push(format!("{method} {target}: 204 with a body: {text}"));
+            }
+            Value::Null
+        } else {
+            let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                panic!("{method} {target} answered {status} with no JSON ({e}): {text}")
+            });
+            if let Err(v) = op.validate_response(status, &value, Options::response().strict()) {
+                problems.push(format!(
+                    "{method} {target} -> {status}:\n{}\n{}",
+                    report(&v),
+                    serde_json::to_string_pretty(&value).unwrap()
+                ));
+            }
+            value
+        };
+        if (200..300).contains(&status) {
+            self.covered.lock().unwrap().insert(op.id().to_owned());
+        }
+        self.problems.lock().unwrap().extend(problems);
+        (status, value)
+    }
+
+    /// `call`, expecting `status`.
+    async fn expect(&self, status: u16, method: &str, target: &str, body: Option<Value>) -> Value {
+        let (got, value) = self.call(method, target, body, status < 400).await;
+        assert_eq!(got, status, "{method} {target} answered {got}: {value}");
+        value
+    }
+
+    async fn wait_active(&self, id: u64) {
+        wait_for(&format!("droplet {id} to be active"), BOOT, || async {
+            let droplet = self
+                .expect(200, "GET", &format!("/v2/droplets/{id}"), None)
+                .await;
+            (droplet["droplet"]["status"] == "active").then_some(())
+        })
+        .await
+    }
+
+    async fn wait_action(&self, id: u64) {
+        wait_for(&format!("action {id}"), BOOT, || async {
+            let action = self
+                .expect(200, "GET", &format!("/v2/actions/{id}"), None)
+                .await;
+            let status = action["action"]["status"].as_str().unwrap().to_owned();
+            assert_ne!(status, "errored", "action {id} errored: {action}");
+            (status == "completed").then_some(())
+        })
+        .await
+    }
+}
+
+/// Walks every route of the contract (each operation answered with a 2xx at least once, plus
+/// DigitalOcean's error answers) and validates every answer against the contract's schemas.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_answers_every_route_as_the_contract_says() {
+    let Some(sandbox) = Sandbox::up(&[]) else {
+        return;
+    };
+    let api = Contract::new(&sandbox);
+
+    api.expect(200, "GET", "/v2/account", None).await;
+    let key = api
+        .expect(
+            201,
+            "POST",
+            "/v2/account/keys",
+            Some(json!({"name": "contract", "public_key": sandbox.public_key()})),
+        )
+        .await;
+    let key_id = key["ssh_key"]["id"].as_u64().unwrap();
+    let fingerprint = key["ssh_key"]["fingerprint"].as_str().unwrap().to_owned();
+    api.expect(200, "GET", "/v2/account/keys", None).await;
+    api.expect(200, "GET", &format!("/v2/account/keys/{key_id}"), None)
+        .await;
+    api.expect(200, "GET", &format!("/v2/account/keys/{fingerprint}"), None)
+        .await;
+    let sizes = api
+        .expect(200, "GET", "/v2/sizes?per_page=2&page=2", None)
+        .await;
+    assert!(sizes["links"]["pages"]["next"].is_string(), "{sizes}");
+    api.expect(200, "GET", "/v2/regions", None).await;
+    let image = api
+        .expect(200, "GET", "/v2/images/debian-12-x64", None)
+        .await;
+    let image_id = image["image"]["id"].as_u64().unwrap();
+    api.expect(200, "GET", &format!("/v2/images/{image_id}"), None)
+        .await;
+
+    // Two droplets at once, then their lists, one by one and by tag.
+    let created = api
+        .expect(
+            202,
+            "POST",
+            "/v2/droplets",
+            Some(json!({
+                "names": ["contract-1", "contract-2"],
+                "region": "nyc3",
+                "size": "s-1vcpu-1gb",
+                "image": "debian-12-x64",
+                "ssh_keys": [key_id],
+                "tags": ["contract"],
+            })),
+        )
+        .await;
+    let ids: Vec<u64> = created["droplets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    let create_action = created["links"]["actions"][0]["id"].as_u64().unwrap();
+    let (one, two) = (ids[0], ids[1]);
+    api.expect(200, "GET", "/v2/droplets", None).await;
+    let tagged = api
+        .expect(
+            200,
+            "GET",
+            "/v2/droplets?tag_name=contract&per_page=1",
+            None,
+        )
+        .await;
+    assert_eq!(tagged["meta"]["total"], json!(2));
+    api.wait_active(one).await;
+    api.wait_active(two).await;
+    api.wait_action(create_action).await;
+
+    // Snapshot, and a droplet made from it.
+    let snapshot = api
+        .expect(
+            201,
+            "POST",
+            &format!("/v2/droplets/{one}/actions"),
+            Some(json!({"type": "snapshot", "name": "contract-snap"})),
+        )
+        .await;
+    let snapshot_action = snapshot["action"]["id"].as_u64().unwrap();
+    api.expect(
+        200,
+        "GET",
+        &format!("/v2/droplets/{one}/actions/{snapshot_action}"),
+        None,
+    )
+    .await;
+    api.wait_action(snapshot_action).await;
+    api.expect(200, "GET", &format!("/v2/droplets/{one}/actions"), None)
+        .await;
+    let snapshots = api
+        .expect(200, "GET", &format!("/v2/droplets/{one}/snapshots"), None)
+        .await;
+    let snapshot_id = snapshots["snapshots"][0]["id"].as_u64().unwrap();
+    api.expect(200, "GET", "/v2/snapshots", None).await;
+    api.expect(200, "GET", "/v2/snapshots?resource_type=droplet", None)
+        .await;
+    api.expect(200, "GET", &format!("/v2/snapshots/{snapshot_id}"), None)
+        .await;
+    api.expect(200, "GET", &format!("/v2/images/{snapshot_id}"), None)
+        .await;
+    let third = api
+        .expect(
+            202,
+            "POST",
+            "/v2/droplets",
+            Some(json!({
+                "name": "contract-3",
+                "size": "s-1vcpu-1gb",
+                "image": snapshot_id,
+                "ssh_keys": [fingerprint],
+            })),
+        )
+        .await;
+    let three = third["droplet"]["id"].as_u64().unwrap();
+    api.wait_active(three).await;
+
+    // Power off and on.
+    for kind in ["power_off", "power_on"] {
+        let action = api
+            .expect(
+                201,
+                "POST",
+                &format!("/v2/droplets/{two}/actions"),
+                Some(json!({"type": kind})),
+            )
+            .await;
+        api.wait_action(action["action"]["id"].as_u64().unwrap())
+            .await;
+    }
+
+    // Tags.
+    api.expect(201, "POST", "/v2/tags", Some(json!({"name": "contract-b"})))
+        .await;
+    api.expect(
+        204,
+        "POST",
+        "/v2/tags/contract-b/resources",
+        Some(
+            json!({"resources": [{"resource_id": three.to_string(), "resource_type": "droplet"}]}),
+        ),
+    )
+    .await;
+    let tagged = api
+        .expect(200, "GET", "/v2/droplets?tag_name=contract-b", None)
+        .await;
+    assert_eq!(tagged["droplets"][0]["id"], json!(three));
+
+    // Firewalls.
+    let rule =
+        json!({"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0", "::/0"]}});
+    let out =
+        json!({"protocol": "tcp", "ports": "0", "destinations": {"addresses": ["0.0.0.0/0"]}});
+    let firewall = api
+        .expect(
+            202,
+            "POST",
+            "/v2/firewalls",
+            Some(json!({
+                "name": "contract-fw",
+                "inbound_rules": [rule],
+                "outbound_rules": [out],
+                "droplet_ids": [one],
+                "tags": ["contract-b"],
+            })),
+        )
+        .await;
+    let fw = firewall["firewall"]["id"].as_str().unwrap().to_owned();
+    api.expect(200, "GET", "/v2/firewalls", None).await;
+    api.expect(200, "GET", &format!("/v2/firewalls/{fw}"), None)
+        .await;
+    api.expect(
+        200,
+        "PUT",
+        &format!("/v2/firewalls/{fw}"),
+        Some(json!({"name": "contract-fw2", "inbound_rules": [rule], "droplet_ids": [one]})),
+    )
+    .await;
+    let droplets = json!({"droplet_ids": [two]});
+    api.expect(
+        204,
+        "POST",
+        &format!("/v2/firewalls/{fw}/droplets"),
+        Some(droplets.clone()),
+    )
+    .await;
+    api.expect(
+        204,
+        "DELETE",
+        &format!("/v2/firewalls/{fw}/droplets"),
+        Some(droplets),
+    )
+    .await;
+    let rules = json!({"inbound_rules": [{"protocol": "tcp", "ports": "80", "sources": {"tags": ["contract"]}}]});
+    api.expect(
+        204,
+        "POST",
+        &format!("/v2/firewalls/{fw}/rules"),
+        Some(rules.clone()),
+    )
+    .await;
+    api.expect(
+        204,
+        "DELETE",
+        &format!("/v2/firewalls/{fw}/rules"),
+        Some(rules),
+    )
+    .await;
+    api.expect(204, "DELETE", &format!("/v2/firewalls/{fw}"), None)
+        .await;
+
+    // Reserved IPs.
+    let reserved = api
+        .expect(
+            202,
+            "POST",
+            "/v2/reserved_ips",
+            Some(json!({"droplet_id": one})),
+        )
+        .await;
+    let ip = reserved["reserved_ip"]["ip"].as_str().unwrap().to_owned();
+    assert_eq!(sandbox.ssh(&ip, "hostname").unwrap(), "contract-1");
+    api.expect(200, "GET", &format!("/v2/reserved_ips/{ip}"), None)
+        .await;
+    api.expect(
+        201,
+        "POST",
+        &format!("/v2/reserved_ips/{ip}/actions"),
+        Some(json!({"type": "assign", "droplet_id": three})),
+    )
+    .await;
+    assert_eq!(sandbox.ssh(&ip, "hostname").unwrap(), "contract-3");
+    api.expect(
+        201,
+        "POST",
+        &format!("/v2/reserved_ips/{ip}/actions"),
+        Some(json!({"type": "unassign"})),
+    )
+    .await;
+    api.expect(204, "DELETE", &format!("/v2/reserved_ips/{ip}"), None)
+        .await;
+    let regional = api
+        .expect(
+            202,
+            "POST",
+            "/v2/reserved_ips",
+            Some(json!({"region": "nyc3"})),
+        )
+        .await;
+    let regional = regional["reserved_ip"]["ip"].as_str().unwrap().to_owned();
+    api.expect(204, "DELETE", &format!("/v2/reserved_ips/{regional}"), None)
+        .await;
+
+    // DigitalOcean's errors.
+    let base =
+        json!({"name": "bad", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "debian-12-x64"});
+    for (field, value, message) in [
+        (
+            "size",
+            json!("s-64vcpu-1tb"),
+            "You specified an invalid size for Droplet creation.",
+        ),
+        (
+            "region",
+            json!("mars1"),
+            "You specified an invalid region for Droplet creation.",
+        ),
+        (
+            "image",
+            json!("windows-11"),
+            "You specified an invalid image for Droplet creation.",
+        ),
+        (
+            "image",
+            json!(999),
+            "You specified an invalid image for Droplet creation.",
+        ),
+    ] {
+        let mut body = base.clone();
+        body[field] = value;
+        let error = api.expect(422, "POST", "/v2/droplets", Some(body)).await;
+        assert_eq!(
+            error,
+            json!({"id": "unprocessable_entity", "message": message})
+        );
+    }
+    let missing = api.expect(404, "GET", "/v2/droplets/1", None).await;
+    assert_eq!(missing["id"], json!("not_found"));
+    api.expect(404, "GET", "/v2/images/999", None).await;
+    api.expect(404, "GET", "/v2/snapshots/999", None).await;
+    api.expect(400, "POST", "/v2/tags", Some(json!({"name": "not ok"})))
+        .await;
+    let (status, unauthorized) = api
+        .call_as("dop_v1_wrong", "GET", "/v2/droplets", None, true)
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        unauthorized,
+        json!({"id": "unauthorized", "message": "Unable to authenticate you."})
+    );
+    let busy = api
+        .expect(
+            201,
+            "POST",
+            &format!("/v2/droplets/{two}/actions"),
+            Some(json!({"type": "reboot"})),
+        )
+        .await;
+    let pending = api
+        .expect(
+            422,
+            "POST",
+            &format!("/v2/droplets/{two}/actions"),
+            Some(json!({"type": "power_cycle"})),
+        )
+        .await;
+    assert_eq!(
+        pending["message"],
+        json!("Droplet already has a pending event.")
+    );
+    api.wait_action(busy["action"]["id"].as_u64().unwrap())
+        .await;
+
+    // Deletes.
+    api.expect(204, "DELETE", &format!("/v2/droplets/{three}"), None)
+        .await;
+    api.expect(204, "DELETE", "/v2/droplets?tag_name=contract", None)
+        .await;
+    let left = api.expect(200, "GET", "/v2/droplets", None).await;
+    assert_eq!(left["droplets"], json!([]));
+    api.expect(204, "DELETE", "/v2/tags/contract-b", None).await;
+    api.expect(204, "DELETE", &format!("/v2/snapshots/{snapshot_id}"), None)
+        .await;
+    api.expect(204, "DELETE", &format!("/v2/account/keys/{key_id}"), None)
+        .await;
+
+    let problems = api.problems.lock().unwrap();
+    assert!(
+        problems.is_empty(),
+        "{} answers break the contract:\n\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
+    let covered = api.covered.lock().unwrap();
+    let missed: Vec<String> = api
+        .spec
+        .operations()
+        .iter()
+        .filter(|op| !covered.contains(op.id()))
+        .map(|op| op.name())
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "routes never answered with a 2xx: {missed:#?}"
+    );
+}
+
+/// A wrong token gets DigitalOcean's 401 body and a clear message, and no token (right or
+/// wrong) shows up in output or logs.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_refuses_a_wrong_token_without_showing_it() {
+    let Some(sandbox) = Sandbox::up(&[]) else {
+        return;
+    };
+    let wrong = "dop_v1_this-is-not-the-sandbox-token-0123456789";
+    let client = Client::new(
+        &sandbox.url,
+        Token::new(wrong).unwrap(),
+        RetryPolicy::default(),
+    )
+    .unwrap();
+    let error = client.account().await.unwrap_err();
+    assert_eq!(error.status(), Some(401));
+    let message = error.to_string();
+    assert!(message.contains("Unable to authenticate you"), "{message}");
+    assert!(message.contains("DO_TOKEN"), "{message}");
+    assert!(!message.contains(wrong) && !message.contains(&sandbox.token));
+    sandbox.client().account().await.unwrap();
+
+    let status = sandbox.infra(&["sandbox", "status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.contains(&sandbox.url), "{}", status.stdout);
+    let log = sandbox.test.read("config/.infra/sandbox/server.log");
+    assert!(log.contains("GET /v2/account -> 401"), "{log}");
+    for text in [&status.stdout, &status.stderr, &log] {
+        assert!(!text.contains(wrong) && !text.contains(&sandbox.token));
+    }
+}
+
+/// `--fail-rate` answers a share of requests with 429 (with `retry-after`) or 500, each in
+/// DigitalOcean's shape; `--latency-ms` delays every answer; the client's retries get through.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_injects_the_faults_it_was_started_with() {
+    let Some(sandbox) = Sandbox::up(&["--fail-rate", "0.5", "--latency-ms", "20"]) else {
+        return;
+    };
+    let spec = Spec::contract();
+    let op = spec.find("GET", "/v2/sizes").unwrap();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut counts = [0usize; 3];
+    for _ in 0..60 {
+        let response = http
+            .get(format!("{}/v2/sizes", sandbox.url))
+            .bearer_auth(&sandbox.token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").is_some();
+        let body: Value = response.json().await.unwrap();
+        op.validate_response(status, &body, Options::response())
+            .unwrap_or_else(|v| panic!("{status}: {}", report(&v)));
+        match status {
+            200 => counts[0] += 1,
+            429 => {
+                assert!(retry_after, "a 429 without retry-after");
+                counts[1] += 1
+            }
+            500 => counts[2] += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_millis(60 * 20));
+    assert!(
+        counts.iter().all(|n| *n >= 5),
+        "200/429/500 counts: {counts:?}"
+    );
+    let sizes = sandbox.client().list_sizes().await.unwrap();
+    assert!(sizes.iter().any(|s| s.slug == "s-1vcpu-1gb"));
+}

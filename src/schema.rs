@@ -51,6 +51,33 @@ pub fn index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
+/// A JSON path that is only spelled out when a problem needs it: checking a large, valid
+/// state file then builds no path strings at all.
+pub trait PathArg {
+    fn render(&self) -> String;
+}
+
+impl PathArg for str {
+    fn render(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl PathArg for String {
+    fn render(&self) -> String {
+        self.clone()
+    }
+}
+
+/// `parent.key`, joined on demand.
+pub struct Field<'a, P: ?Sized + PathArg>(pub &'a P, pub &'a str);
+
+impl<P: ?Sized + PathArg> PathArg for Field<'_, P> {
+    fn render(&self) -> String {
+        join(&self.0.render(), self.1)
+    }
+}
+
 impl<'a> Checker<'a> {
     pub fn new(file: &'a str) -> Self {
         Checker {
@@ -59,16 +86,20 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub fn error(&mut self, path: &str, message: impl Into<String>) {
+    pub fn error(&mut self, path: &(impl PathArg + ?Sized), message: impl Into<String>) {
         self.problems
-            .push(Problem::at_path(self.file, path, message));
+            .push(Problem::at_path(self.file, &path.render(), message));
     }
 
-    pub fn expected(&mut self, path: &str, what: &str, found: &Value) {
+    pub fn expected(&mut self, path: &(impl PathArg + ?Sized), what: &str, found: &Value) {
         self.error(path, format!("expected {what}, found {}", describe(found)));
     }
 
-    pub fn object<'v>(&mut self, path: &str, value: &'v Value) -> Option<&'v Map<String, Value>> {
+    pub fn object<'v>(
+        &mut self,
+        path: &(impl PathArg + ?Sized),
+        value: &'v Value,
+    ) -> Option<&'v Map<String, Value>> {
         match value {
             Value::Object(map) => Some(map),
             other => {
@@ -82,16 +113,21 @@ impl<'a> Checker<'a> {
     pub fn opt_object<'v>(
         &mut self,
         map: &'v Map<String, Value>,
-        path: &str,
+        path: &(impl PathArg + ?Sized),
         key: &str,
     ) -> Option<&'v Map<String, Value>> {
         match map.get(key) {
             None | Some(Value::Null) => None,
-            Some(v) => self.object(&join(path, key), v),
+            Some(v) => self.object(&Field(path, key), v),
         }
     }
 
-    pub fn string(&mut self, path: &str, value: &Value, example: &str) -> Option<String> {
+    pub fn string(
+        &mut self,
+        path: &(impl PathArg + ?Sized),
+        value: &Value,
+        example: &str,
+    ) -> Option<String> {
         match value {
             Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
             Value::String(_) => {
@@ -111,40 +147,43 @@ impl<'a> Checker<'a> {
     pub fn req_string(
         &mut self,
         map: &Map<String, Value>,
-        path: &str,
+        path: &(impl PathArg + ?Sized),
         key: &str,
         example: &str,
     ) -> Option<String> {
         match map.get(key) {
             None => {
-                self.error(
-                    &join(path, key),
-                    format!("missing; add a string like {example}"),
-                );
+                self.error(&Field(path, key), format!("missing; add a string like {example}"));
                 None
             }
-            Some(v) => self.string(&join(path, key), v, example),
+            Some(v) => self.string(&Field(path, key), v, example),
         }
     }
 
     pub fn opt_string(
         &mut self,
         map: &Map<String, Value>,
-        path: &str,
+        path: &(impl PathArg + ?Sized),
         key: &str,
         example: &str,
     ) -> Option<String> {
         match map.get(key) {
             None | Some(Value::Null) => None,
-            Some(v) => self.string(&join(path, key), v, example),
+            Some(v) => self.string(&Field(path, key), v, example),
         }
     }
 
-    pub fn integer(&mut self, path: &str, value: &Value, min: i64, max: i64) -> Option<i64> {
-        let what = format!("a whole number from {min} to {max}");
+    pub fn integer(
+        &mut self,
+        path: &(impl PathArg + ?Sized),
+        value: &Value,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
         match value.as_i64() {
             Some(n) if (min..=max).contains(&n) => Some(n),
             _ => {
+                let what = format!("a whole number from {min} to {max}");
                 self.expected(path, &what, value);
                 None
             }
@@ -154,7 +193,7 @@ impl<'a> Checker<'a> {
     pub fn req_integer(
         &mut self,
         map: &Map<String, Value>,
-        path: &str,
+        path: &(impl PathArg + ?Sized),
         key: &str,
         min: i64,
         max: i64,
@@ -162,35 +201,40 @@ impl<'a> Checker<'a> {
         match map.get(key) {
             None => {
                 self.error(
-                    &join(path, key),
+                    &Field(path, key),
                     format!("missing; add a whole number from {min} to {max}"),
                 );
                 None
             }
-            Some(v) => self.integer(&join(path, key), v, min, max),
+            Some(v) => self.integer(&Field(path, key), v, min, max),
         }
     }
 
     pub fn opt_integer(
         &mut self,
         map: &Map<String, Value>,
-        path: &str,
+        path: &(impl PathArg + ?Sized),
         key: &str,
         min: i64,
         max: i64,
     ) -> Option<i64> {
         match map.get(key) {
             None | Some(Value::Null) => None,
-            Some(v) => self.integer(&join(path, key), v, min, max),
+            Some(v) => self.integer(&Field(path, key), v, min, max),
         }
     }
 
-    pub fn opt_bool(&mut self, map: &Map<String, Value>, path: &str, key: &str) -> Option<bool> {
+    pub fn opt_bool(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &(impl PathArg + ?Sized),
+        key: &str,
+    ) -> Option<bool> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
             Some(other) => {
-                self.expected(&join(path, key), "true or false", other);
+                self.expected(&Field(path, key), "true or false", other);
                 None
             }
         }
@@ -200,7 +244,7 @@ impl<'a> Checker<'a> {
     /// duplicates are reported.
     pub fn string_list(
         &mut self,
-        path: &str,
+        path: &(impl PathArg + ?Sized),
         value: &Value,
         example: &str,
         item: impl Fn(&str) -> Option<String>,
@@ -209,24 +253,24 @@ impl<'a> Checker<'a> {
             self.expected(path, &format!("a list of strings like {example}"), value);
             return None;
         };
+        let item_path = |i| index(&path.render(), i);
         let mut out: Vec<String> = Vec::new();
         let mut ok = true;
         for (i, v) in items.iter().enumerate() {
-            let p = index(path, i);
             match v {
                 Value::String(s) => {
                     if let Some(message) = item(s) {
-                        self.error(&p, message);
+                        self.error(&item_path(i), message);
                         ok = false;
                     } else if out.contains(s) {
-                        self.error(&p, format!("`{s}` is listed twice; list each once"));
+                        self.error(&item_path(i), format!("`{s}` is listed twice; list each once"));
                         ok = false;
                     } else {
                         out.push(s.clone());
                     }
                 }
                 other => {
-                    self.expected(&p, "a string", other);
+                    self.expected(&item_path(i), "a string", other);
                     ok = false;
                 }
             }
@@ -234,15 +278,20 @@ impl<'a> Checker<'a> {
         ok.then_some(out)
     }
 
-    pub fn one_of(&mut self, path: &str, value: &Value, allowed: &[&str]) -> Option<String> {
-        let list = allowed
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
+    pub fn one_of(
+        &mut self,
+        path: &(impl PathArg + ?Sized),
+        value: &Value,
+        allowed: &[&str],
+    ) -> Option<String> {
         match value {
             Value::String(s) if allowed.contains(&s.as_str()) => Some(s.clone()),
             other => {
+                let list = allowed
+                    .iter()
+                    .map(|a| format!("\"{a}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 self.expected(path, &format!("one of {list}"), other);
                 None
             }

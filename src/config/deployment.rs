@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::schema::{identifier_problem, join, Checker};
+use crate::schema::{identifier_problem, join, Checker, Field, PathArg};
 use crate::state::runtime::ServiceKind;
 use crate::state::spec::environment_problem;
 
@@ -189,7 +189,7 @@ fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectDe
                     c.error(&spath, "is empty; add at least one service");
                 }
                 for (name, svc) in s {
-                    let p = join(&spath, name);
+                    let p = Field(spath.as_str(), name.as_str());
                     if let Some(message) = identifier_problem(name, "service name") {
                         c.error(&p, message);
                     } else if let Some(svc) = check_service(c, &p, svc) {
@@ -208,12 +208,12 @@ fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectDe
     })
 }
 
-fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceConfig> {
+fn check_service(c: &mut Checker, path: &(impl PathArg + ?Sized), value: &Value) -> Option<ServiceConfig> {
     let map = c.object(path, value)?;
     let kind = match map.get("type") {
         None => Some(ServiceKind::Web),
         Some(v) => c
-            .one_of(&join(path, "type"), v, &["web", "worker"])
+            .one_of(&Field(path, "type"), v, &["web", "worker"])
             .map(|k| {
                 if k == "worker" {
                     ServiceKind::Worker
@@ -227,20 +227,21 @@ fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceCo
     let command = c.opt_string(map, path, "command", "\"python worker.py\"");
     if kind == Some(ServiceKind::Worker) && command.is_none() && !map.contains_key("command") {
         c.error(
-            &join(path, "command"),
+            &Field(path, "command"),
             "missing; a worker needs a `command` (what its container runs), e.g. \"python email_processor.py\"",
         );
     }
     let secrets = match map.get("secrets") {
         None | Some(Value::Null) => Some(Vec::new()),
-        Some(v) => c.string_list(&join(path, "secrets"), v, "[\"db_password\"]", |s| {
+        Some(v) => c.string_list(&Field(path, "secrets"), v, "[\"db_password\"]", |s| {
             identifier_problem(s, "secret name")
         }),
     };
     let mut environment = IndexMap::new();
     if let Some(env) = c.opt_object(map, path, "environment") {
         for (k, v) in env {
-            let p = join(&join(path, "environment"), k);
+            let env_path = Field(path, "environment");
+            let p = Field(&env_path, k.as_str());
             let valid_key = !k.is_empty()
                 && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
                 && !k.starts_with(|ch: char| ch.is_ascii_digit());
@@ -267,7 +268,8 @@ fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceCo
         Some(Value::Object(per_env)) => {
             let mut ports = IndexMap::new();
             for (env, p) in per_env {
-                let pp = join(&join(path, "port"), env);
+                let port_path = Field(path, "port");
+                let pp = Field(&port_path, env.as_str());
                 if let Some(message) = environment_problem(env) {
                     c.error(&pp, message);
                 } else if let Some(n) = c.integer(&pp, p, 1, 65535) {
@@ -277,7 +279,7 @@ fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceCo
             Some(PortSetting::PerEnvironment(ports))
         }
         Some(v) => c
-            .integer(&join(path, "port"), v, 1, 65535)
+            .integer(&Field(path, "port"), v, 1, 65535)
             .map(|n| PortSetting::Fixed(n as u16)),
     };
     let base_port = c
@@ -288,7 +290,7 @@ fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceCo
         .map(|n| n as u32);
     let droplets = match map.get("droplets") {
         None | Some(Value::Null) => None,
-        Some(v) => c.string_list(&join(path, "droplets"), v, "[\"hostomatic-web1\"]", |_| {
+        Some(v) => c.string_list(&Field(path, "droplets"), v, "[\"hostomatic-web1\"]", |_| {
             None
         }),
     };
@@ -296,7 +298,7 @@ fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceCo
     if let Some(r) = &route {
         if !r.starts_with('/') || r.contains(char::is_whitespace) || r.contains(';') {
             c.error(
-                &join(path, "path"),
+                &Field(path, "path"),
                 format!("`{r}` is not a URL path; use one like \"/api/\""),
             );
         }
@@ -306,7 +308,7 @@ fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceCo
         for key in ["port", "base_port", "path"] {
             if map.get(key).is_some_and(|v| !v.is_null()) {
                 c.error(
-                    &join(path, key),
+                    &Field(path, key),
                     "a worker takes no traffic, so it has no port or route; remove this key or make the service \"type\": \"web\"",
                 );
             }

@@ -5,6 +5,8 @@ pub mod deployment;
 pub mod email;
 pub mod sms;
 
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
@@ -21,7 +23,8 @@ use sms::SmsConfig;
 
 /// Everything read from `config/`, valid.
 pub struct Loaded {
-    pub state: State,
+    /// Shared, not copied: a large state is read once per run.
+    pub state: Arc<State>,
     pub spec: Spec,
     pub runtime: Runtime,
     pub deployment: DeploymentConfig,
@@ -57,7 +60,11 @@ fn read_optional(
 }
 
 /// Reads and checks every config file; all problems are collected.
-pub fn load_with_problems(project: &Project, state: State) -> (Loaded, Problems, Vec<FileReport>) {
+pub fn load_with_problems(
+    project: &Project,
+    state: impl Into<Arc<State>>,
+) -> (Loaded, Problems, Vec<FileReport>) {
+    let state: Arc<State> = state.into();
     let mut problems = Problems::new();
     let checked = state.check();
     problems.extend(checked.problems);
@@ -77,8 +84,18 @@ pub fn load_with_problems(project: &Project, state: State) -> (Loaded, Problems,
         file: ddisplay.clone(),
         present: dpath.exists(),
     });
+    // Against the project names as written, so a project whose entry has a problem of its own
+    // is not also reported as unknown; and only when the state file was read and its shape up
+    // to `infrastructure_spec.projects` is right (else that is the one problem to report).
+    let spec = state.value().get("infrastructure_spec");
+    let spec_projects = spec.and_then(|s| s.get("projects"));
+    let comparable = state.document().original().is_some()
+        && state.value().is_object()
+        && spec.is_none_or(Value::is_object)
+        && spec_projects.is_none_or(Value::is_object);
     for name in deployment.projects.keys() {
-        if !checked.spec.projects.contains_key(name) {
+        let known = spec_projects.is_some_and(|p| p.get(name).is_some());
+        if !known && comparable {
             c.error(
                 &join("projects", name),
                 format!(
@@ -130,7 +147,7 @@ pub fn load_with_problems(project: &Project, state: State) -> (Loaded, Problems,
 }
 
 /// Reads every config file, failing with all problems if any.
-pub fn load(project: &Project, state: State) -> Result<Loaded, InvalidInput> {
+pub fn load(project: &Project, state: impl Into<Arc<State>>) -> Result<Loaded, InvalidInput> {
     let (loaded, problems, _) = load_with_problems(project, state);
     problems.into_result().map(|()| loaded)
 }

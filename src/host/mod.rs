@@ -78,14 +78,23 @@ impl Context {
 
     /// Every config file read and checked against the current state.
     pub fn loaded(&self) -> Result<Loaded, Box<EvalAltResult>> {
-        let state = self.store()?.state().clone();
+        let state = self.store()?.shared();
         config::load(&self.project, state).map_err(|e| error::bad_input(e.to_string()))
     }
 
-    /// Drops the store so the next run reads the file afresh (and lets go of the lock).
+    /// Lets go of the lock and drops the store, so the next run reads the file afresh.
     pub fn reset(&self) {
-        *self.store.lock().expect("state store") = None;
+        if let Some(mut store) = self.store.lock().expect("state store").take() {
+            store.release();
+            drop_in_background(store);
+        }
     }
+}
+
+/// Frees a large value (a state of thousands of droplets) off the critical path: a one-shot
+/// command exits without waiting for it, a long-running one still gets the memory back.
+pub fn drop_in_background<T: Send + 'static>(value: T) {
+    std::thread::spawn(move || drop(value));
 }
 
 pub struct StoreGuard<'a>(MutexGuard<'a, Option<StateStore>>);

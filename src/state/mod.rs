@@ -266,6 +266,28 @@ impl State {
         }
     }
 
+    /// Writes the document atomically to its file (`save_state`). Callers that may race with
+    /// another process go through [`store::StateStore`], which also takes the lock.
+    pub fn save(&mut self) -> std::io::Result<()> {
+        let text = self.doc.render();
+        crate::atomic_file::write(&self.doc.path, text.as_bytes())?;
+        self.doc.mark_saved(text);
+        Ok(())
+    }
+
+    /// Services of every project-environment, placed on droplets with ports
+    /// (`get_required_services`); problems are reported against the deployment config.
+    pub fn required_services(
+        &self,
+        deployment: &crate::config::deployment::DeploymentConfig,
+        deployment_display: &str,
+    ) -> Result<IndexMap<String, ServiceMap>, crate::diagnostic::InvalidInput> {
+        let checked = self.check();
+        let mut c = Checker::new(deployment_display);
+        let services = placement::required_services(&checked.spec, deployment, &checked.runtime, &mut c);
+        c.problems.into_result().map(|()| services)
+    }
+
     /// The droplets the spec asks for (`get_required_droplets`).
     pub fn required_droplets(&self) -> IndexMap<String, RequiredDroplet> {
         placement::required_droplets(&self.spec())

@@ -1,10 +1,12 @@
 //! The runtime half of the state file: droplets that exist and the services placed on them.
 
+use std::collections::HashMap;
+
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::schema::{index, join, Checker};
+use crate::schema::{index, join, Checker, Field, PathArg};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,7 +61,7 @@ impl Runtime {
         let mut runtime = Runtime::default();
         if let Some(droplets) = c.opt_object(root, "", "droplets") {
             for (name, d) in droplets {
-                let path = join("droplets", name);
+                let path = Field("droplets", name);
                 if let Some(record) = check_droplet(c, &path, d) {
                     runtime.droplets.insert(name.clone(), record);
                 }
@@ -67,13 +69,13 @@ impl Runtime {
         }
         if let Some(projects) = c.opt_object(root, "", "projects") {
             for (key, services) in projects {
-                let path = join("projects", key);
+                let path = Field("projects", key);
                 let Some(services) = c.object(&path, services) else {
                     continue;
                 };
                 let mut map = ServiceMap::new();
                 for (service, record) in services {
-                    if let Some(r) = check_service(c, &join(&path, service), record) {
+                    if let Some(r) = check_service(c, &Field(&path, service), record) {
                         map.insert(service.clone(), r);
                     }
                 }
@@ -85,23 +87,24 @@ impl Runtime {
 
     /// Cross-checks: assignments name known droplets, and no droplet has a port twice.
     pub fn check_relations(&self, c: &mut Checker) {
-        let mut ports: IndexMap<(&str, u16), String> = IndexMap::new();
+        // (droplet, port) -> (project-env, service) holding it; names are built only for errors.
+        let mut ports: HashMap<(&str, u16), (&str, &str)> = HashMap::new();
         for (key, services) in &self.projects {
             for (service, record) in services {
-                let path = join(&join("projects", key), service);
+                let parent = Field("projects", key.as_str());
+                let path = Field(&parent, service.as_str());
                 for (i, droplet) in record.assigned_droplets.iter().enumerate() {
                     if !self.droplets.contains_key(droplet) {
                         c.error(
-                            &index(&join(&path, "assigned_droplets"), i),
+                            &index(&join(&path.render(), "assigned_droplets"), i),
                             format!("unknown droplet `{droplet}`; it is not under `droplets` (run `infra orchestrate` to repair the state)"),
                         );
                     }
                     if let Some(port) = record.port {
-                        let name = format!("{key}-{service}");
-                        if let Some(other) = ports.insert((droplet.as_str(), port), name.clone()) {
+                        if let Some((k, s)) = ports.insert((droplet.as_str(), port), (key, service)) {
                             c.error(
-                                &join(&path, "port"),
-                                format!("port {port} is also used by `{other}` on `{droplet}`; two services cannot share a port on one droplet"),
+                                &Field(&path, "port"),
+                                format!("port {port} is also used by `{k}-{s}` on `{droplet}`; two services cannot share a port on one droplet"),
                             );
                         }
                     }
@@ -121,14 +124,14 @@ impl Runtime {
     }
 }
 
-fn check_droplet(c: &mut Checker, path: &str, value: &Value) -> Option<DropletRecord> {
+fn check_droplet(c: &mut Checker, path: &(impl PathArg + ?Sized), value: &Value) -> Option<DropletRecord> {
     let map = c.object(path, value)?;
     let ip = match map.get("ip") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if is_ipv4(s) => Some(s.clone()),
         Some(other) => {
             c.expected(
-                &join(path, "ip"),
+                &Field(path, "ip"),
                 "an IPv4 address like \"203.0.113.10\"",
                 other,
             );
@@ -137,11 +140,11 @@ fn check_droplet(c: &mut Checker, path: &str, value: &Value) -> Option<DropletRe
     };
     let role = match map.get("role") {
         None => "web".to_string(),
-        Some(v) => c.one_of(&join(path, "role"), v, super::spec::ROLES)?,
+        Some(v) => c.one_of(&Field(path, "role"), v, super::spec::ROLES)?,
     };
     let monitors = match map.get("monitors") {
         None | Some(Value::Null) => Vec::new(),
-        Some(v) => c.string_list(&join(path, "monitors"), v, "[\"master\"]", |_| None)?,
+        Some(v) => c.string_list(&Field(path, "monitors"), v, "[\"master\"]", |_| None)?,
     };
     Some(DropletRecord {
         ip,
@@ -153,12 +156,12 @@ fn check_droplet(c: &mut Checker, path: &str, value: &Value) -> Option<DropletRe
     })
 }
 
-fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceRecord> {
+fn check_service(c: &mut Checker, path: &(impl PathArg + ?Sized), value: &Value) -> Option<ServiceRecord> {
     let map = c.object(path, value)?;
     let kind = match map.get("type") {
         None => ServiceKind::Web,
         Some(v) => match c
-            .one_of(&join(path, "type"), v, &["web", "worker"])?
+            .one_of(&Field(path, "type"), v, &["web", "worker"])?
             .as_str()
         {
             "worker" => ServiceKind::Worker,
@@ -169,7 +172,7 @@ fn check_service(c: &mut Checker, path: &str, value: &Value) -> Option<ServiceRe
     let assigned_droplets = match map.get("assigned_droplets") {
         None | Some(Value::Null) => Vec::new(),
         Some(v) => c.string_list(
-            &join(path, "assigned_droplets"),
+            &Field(path, "assigned_droplets"),
             v,
             "[\"hostomatic-web1\"]",
             |_| None,

@@ -109,8 +109,17 @@ impl Spec {
                     spec.projects.insert(name.clone(), project);
                 }
             }
+            // A master whose entry has another problem (a missing size, say) still counts.
+            let master_written = map
+                .get("droplets")
+                .and_then(Value::as_object)
+                .is_some_and(|d| {
+                    d.values()
+                        .any(|v| v.get("role").and_then(Value::as_str) == Some("master"))
+                });
             if !spec.projects.is_empty()
                 && !spec.droplets.values().any(|d| d.role == "master")
+                && !master_written
                 && map.get("droplets").is_none_or(|d| d.is_object())
             {
                 c.error(
@@ -123,9 +132,8 @@ impl Spec {
         spec
     }
 
-    /// Web droplet names are generated, so they can collide with a named droplet or with
-    /// another project's (`a` with 11 droplets and `a-web1` both make `a-web1-...`? no, but
-    /// a droplet literally named `shop-web1` does).
+    /// Web droplet names are generated (`<project>-web<N>`), so a named droplet can take one
+    /// of them (a droplet literally called `shop-web1` beside a project `shop`).
     fn check_generated_names(&self, c: &mut Checker, path: &str) {
         for (project, p) in &self.projects {
             for n in 1..=p.web_droplets {

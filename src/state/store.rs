@@ -3,6 +3,7 @@
 //! the in-memory copy only, so later steps see them, and nothing is locked or written.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::lock::{LockError, StateLock};
@@ -37,7 +38,7 @@ pub struct StateStore {
     command: String,
     lock_timeout: Duration,
     dry_run: bool,
-    state: State,
+    state: Arc<State>,
     lock: Option<StateLock>,
     saves: usize,
 }
@@ -52,7 +53,7 @@ impl StateStore {
         lock_timeout: Duration,
         dry_run: bool,
     ) -> Result<StateStore, StoreError> {
-        let state = State::load(path, display)?;
+        let state = Arc::new(State::load(path, display)?);
         Ok(StateStore {
             path: path.to_path_buf(),
             lock_path: lock_path.to_path_buf(),
@@ -67,6 +68,11 @@ impl StateStore {
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// The current state, shared without copying.
+    pub fn shared(&self) -> Arc<State> {
+        self.state.clone()
     }
 
     pub fn dry_run(&self) -> bool {
@@ -96,7 +102,7 @@ impl StateStore {
         let on_disk = std::fs::read_to_string(&self.path).ok();
         if on_disk.as_deref() != self.state.document().original() {
             let display = self.state.display().to_string();
-            self.state = State::load(&self.path, &display)?;
+            self.state = Arc::new(State::load(&self.path, &display)?);
         }
         Ok(())
     }
@@ -108,31 +114,27 @@ impl StateStore {
         edit: impl FnOnce(&mut State) -> Result<T, StateError>,
     ) -> Result<T, StoreError> {
         self.lock()?;
-        let mut next = self.state.clone();
+        let mut next = State::clone(&self.state);
         let out = edit(&mut next)?;
         let problems = next.check().problems;
         if !problems.is_empty() {
             return Err(StoreError::Invalid(InvalidInput(problems)));
         }
         if !self.dry_run {
-            let text = next.document().render();
-            crate::atomic_file::write(&self.path, text.as_bytes()).map_err(|source| {
-                StoreError::Write {
-                    path: self.state.display().to_string(),
-                    source,
-                }
+            next.save().map_err(|source| StoreError::Write {
+                path: self.state.display().to_string(),
+                source,
             })?;
-            next.document_mut().mark_saved(text);
             self.saves += 1;
         }
-        self.state = next;
+        self.state = Arc::new(next);
         Ok(out)
     }
 
     /// Re-reads the file from disk (used between runs of a watched playbook).
     pub fn reload(&mut self) -> Result<(), StoreError> {
         let display = self.state.display().to_string();
-        self.state = State::load(&self.path, &display)?;
+        self.state = Arc::new(State::load(&self.path, &display)?);
         Ok(())
     }
 

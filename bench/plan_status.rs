@@ -52,11 +52,18 @@ fn generate(dir: &Path, projects: usize) {
     });
     std::fs::write(
         config.join("deployment_config.json"),
-        serde_json::to_string_pretty(&json!({"deployment_platform": "docker", "projects": deploy_projects})).unwrap(),
+        serde_json::to_string_pretty(
+            &json!({"deployment_platform": "docker", "projects": deploy_projects}),
+        )
+        .unwrap(),
     )
     .unwrap();
     let state_path = config.join("infrastructure.json");
-    std::fs::write(&state_path, serde_json::to_string_pretty(&json!({"infrastructure_spec": spec})).unwrap()).unwrap();
+    std::fs::write(
+        &state_path,
+        serde_json::to_string_pretty(&json!({"infrastructure_spec": spec})).unwrap(),
+    )
+    .unwrap();
 
     // Fill in the runtime state as a converged orchestrate would.
     let project = infra::project::Project::new(dir, Path::new("config"));
@@ -67,7 +74,15 @@ fn generate(dir: &Path, projects: usize) {
     let mut state = infra::state::State::clone(&loaded.state);
     for (i, (name, d)) in droplets.iter().enumerate() {
         let ip = format!("10.{}.{}.{}", 1 + i / 65536, (i / 256) % 256, i % 256);
-        state.add_droplet(name, Some(&ip), &d.size, &d.region, &d.role, &ring[name], d.project.as_deref());
+        state.add_droplet(
+            name,
+            Some(&ip),
+            &d.size,
+            &d.region,
+            &d.role,
+            &ring[name],
+            d.project.as_deref(),
+        );
     }
     for (key, services) in &loaded.services {
         for (service, record) in services {
@@ -90,9 +105,17 @@ fn time_command(bin: &str, dir: &Path, args: &[&str]) -> (Duration, u64) {
             .output()
             .expect("GNU time is installed (apt-get install time)");
         samples.push(start.elapsed());
-        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let kb: u64 = stderr.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+        let kb: u64 = stderr
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
         peak_kb = peak_kb.max(kb);
     }
     (median(samples), peak_kb)
@@ -124,7 +147,12 @@ fn main() {
     let text = std::fs::read_to_string(&state_path).unwrap();
     let value: Value = serde_json::from_str(&text).unwrap();
     let droplets = value["droplets"].as_object().unwrap().len();
-    let services: usize = value["projects"].as_object().unwrap().values().map(|s| s.as_object().unwrap().len()).sum();
+    let services: usize = value["projects"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s.as_object().unwrap().len())
+        .sum();
 
     let parse_in_process = median(
         (0..RUNS)
@@ -141,7 +169,11 @@ fn main() {
     // the same way as infra's own runs (this benchmark binary, re-run with `--parse-only`).
     let me = std::env::current_exe().unwrap();
     let state_arg = state_path.to_str().unwrap();
-    let (parse, parse_kb) = time_command(me.to_str().unwrap(), dir.path(), &["--parse-only", state_arg]);
+    let (parse, parse_kb) = time_command(
+        me.to_str().unwrap(),
+        dir.path(),
+        &["--parse-only", state_arg],
+    );
     let bin = env!("CARGO_BIN_EXE_infra");
     let (noop, noop_kb) = time_command(bin, dir.path(), &["--version"]);
     println!(
@@ -150,10 +182,27 @@ fn main() {
     );
     println!("| what | median of {RUNS} | ratio to parse | peak RSS |");
     println!("|---|---|---|---|");
-    println!("| read + serde_json parse, in a process of its own | {:.1} ms | 1.0 | {:.1} MB |", parse.as_secs_f64() * 1e3, parse_kb as f64 / 1024.0);
-    println!("| read + serde_json parse, in process (warm) | {:.1} ms | {:.2} | - |", parse_in_process.as_secs_f64() * 1e3, parse_in_process.as_secs_f64() / parse.as_secs_f64());
-    println!("| `infra --version` (process start) | {:.1} ms | {:.2} | {:.1} MB |", noop.as_secs_f64() * 1e3, noop.as_secs_f64() / parse.as_secs_f64(), noop_kb as f64 / 1024.0);
-    for args in [&["plan", "--json"][..], &["plan", "--json", "--force"][..], &["status", "--json"][..]] {
+    println!(
+        "| read + serde_json parse, in a process of its own | {:.1} ms | 1.0 | {:.1} MB |",
+        parse.as_secs_f64() * 1e3,
+        parse_kb as f64 / 1024.0
+    );
+    println!(
+        "| read + serde_json parse, in process (warm) | {:.1} ms | {:.2} | - |",
+        parse_in_process.as_secs_f64() * 1e3,
+        parse_in_process.as_secs_f64() / parse.as_secs_f64()
+    );
+    println!(
+        "| `infra --version` (process start) | {:.1} ms | {:.2} | {:.1} MB |",
+        noop.as_secs_f64() * 1e3,
+        noop.as_secs_f64() / parse.as_secs_f64(),
+        noop_kb as f64 / 1024.0
+    );
+    for args in [
+        &["plan", "--json"][..],
+        &["plan", "--json", "--force"][..],
+        &["status", "--json"][..],
+    ] {
         let (t, kb) = time_command(bin, dir.path(), args);
         println!(
             "| `infra {}` | {:.1} ms | {:.2} | {:.1} MB |",

@@ -18,11 +18,9 @@ pub fn write_with_mode(path: &Path, contents: &[u8], mode: Option<u32>) -> io::R
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    remove_stale_temps(dir, &prefix);
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let result = (|| {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -50,4 +48,23 @@ pub fn write_with_mode(path: &Path, contents: &[u8], mode: Option<u32>) -> io::R
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes temporary files left by writers that died mid-write (their pid is gone).
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! `serde_json` with `preserve_order` keeps key order and unknown keys; this module keeps the
 //! rest of what a person sees: which objects and arrays were written on one line, the indent
 //! width and the final newline. Saving a document that did not change gives back the same
-//! bytes, and a change only reformats what is new.
+//! bytes; after a change, what is new is laid out like the rest, and spacing the layout does
+//! not model (a trailing space, an odd indent) is normalised.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,13 @@ impl Document {
 
     /// Parses `text`; a syntax error names the file, line and column.
     pub fn parse(path: &Path, display: &str, text: &str) -> Result<Self, Problem> {
+        if text.trim().is_empty() {
+            return Err(Problem {
+                file: display.to_string(),
+                location: Location::File,
+                message: "the file is empty; it should hold a JSON object (`infra init --force` writes the default)".into(),
+            });
+        }
         let value: Value = serde_json::from_str(text).map_err(|e| syntax_problem(display, &e))?;
         Ok(Document {
             display: display.to_string(),
@@ -90,7 +98,7 @@ fn syntax_problem(display: &str, e: &serde_json::Error) -> Problem {
     };
     Problem {
         file: display.to_string(),
-        location: Location::LineColumn(e.line(), e.column()),
+        location: Location::LineColumn(e.line(), e.column().max(1)),
         message,
     }
 }

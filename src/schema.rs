@@ -153,7 +153,10 @@ impl<'a> Checker<'a> {
     ) -> Option<String> {
         match map.get(key) {
             None => {
-                self.error(&Field(path, key), format!("missing; add a string like {example}"));
+                self.error(
+                    &Field(path, key),
+                    format!("missing; add a string like {example}"),
+                );
                 None
             }
             Some(v) => self.string(&Field(path, key), v, example),
@@ -263,7 +266,10 @@ impl<'a> Checker<'a> {
                         self.error(&item_path(i), message);
                         ok = false;
                     } else if out.contains(s) {
-                        self.error(&item_path(i), format!("`{s}` is listed twice; list each once"));
+                        self.error(
+                            &item_path(i),
+                            format!("`{s}` is listed twice; list each once"),
+                        );
                         ok = false;
                     } else {
                         out.push(s.clone());

@@ -64,6 +64,11 @@ async fn run_named(
     args: Vec<String>,
     opts: IndexMap<String, Dynamic>,
 ) -> Outcome {
+    if env.project.root.join(&file).is_dir() {
+        return Err(Failure::input(format!(
+            "`{file}` is a directory; give a playbook file (.rhai)"
+        )));
+    }
     let source = env.project.playbook(&file).ok_or_else(|| {
         Failure::input(format!(
             "playbook `{file}` not found; give a path to a .rhai file or the name of a bundled playbook (`infra init` writes them to playbooks/)"
@@ -98,7 +103,9 @@ pub async fn run(
             Ok(()) => tracing::info!("run finished"),
             Err(e) => tracing::error!("{e}"),
         })
-        .map_err(Failure::flow)
+        .map_err(Failure::flow)?;
+        // The watch only ends on Ctrl-C: exit as an interrupted command does.
+        Err(Failure::interrupted())
     })
     .await
     .map_err(|e| Failure::flow(format!("the watch thread failed: {e}")))?

@@ -115,6 +115,15 @@ fn build<'a>(runtime: &'a Runtime, summary: Summary, problems: Vec<String>) -> S
     }
 }
 
+/// `1 droplet`, `3 droplets`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn dash(s: Option<&str>) -> String {
     s.unwrap_or("-").to_string()
 }
@@ -123,9 +132,9 @@ fn render(status: &Status, spec_droplets: usize, spec_projects: usize) -> String
     let mut out = String::new();
     if status.droplets.is_empty() && status.projects.is_empty() {
         out.push_str(&format!(
-            "No droplets or services recorded yet. The spec asks for {spec_droplets} droplet{} across {spec_projects} project{}: run `infra plan` to see them and `infra orchestrate` to create them.\n",
-            if spec_droplets == 1 { "" } else { "s" },
-            if spec_projects == 1 { "" } else { "s" },
+            "No droplets or services recorded yet. The spec asks for {} across {}: run `infra plan` to see them and `infra orchestrate` to create them.\n",
+            count(spec_droplets, "droplet"),
+            count(spec_projects, "project"),
         ));
         return out;
     }
@@ -186,14 +195,14 @@ fn render(status: &Status, spec_droplets: usize, spec_projects: usize) -> String
         .map(|(r, n)| format!("{n} {r}"))
         .collect();
     out.push_str(&format!(
-        "\nSummary: {} droplets ({}); {} project-environments; {} services ({} web, {} workers); the spec asks for {} droplets\n",
-        s.droplets,
+        "\nSummary: {} ({}); {}; {} ({} web, {}); the spec asks for {}\n",
+        count(s.droplets, "droplet"),
         roles.join(", "),
-        s.project_environments,
-        s.services,
+        count(s.project_environments, "project-environment"),
+        count(s.services, "service"),
         s.web_services,
-        s.worker_services,
-        s.spec_droplets
+        count(s.worker_services, "worker"),
+        count(s.spec_droplets, "droplet"),
     ));
     out
 }

@@ -42,14 +42,15 @@ pub fn run(env: &Env) -> Outcome {
     let (problems, summary) = match State::load(&path, &display) {
         Err(problem) => {
             // Without the state, the other files can still be checked on their own.
-            let (_, mut problems, _) = load_with_problems(project, State::empty(&path, &display));
+            let (_, mut problems, _) =
+                load_with_problems(project, State::empty(&path, &display), true);
             let mut all = crate::diagnostic::Problems::new();
             all.push(problem);
             all.extend(std::mem::take(&mut problems));
             (all, None)
         }
         Ok(state) => {
-            let (loaded, problems, files) = load_with_problems(project, state);
+            let (loaded, problems, files) = load_with_problems(project, state, true);
             let services: usize = loaded.services.values().map(|s| s.len()).sum();
             let summary = json!({
                 "files": files,
@@ -94,7 +95,7 @@ pub fn run(env: &Env) -> Outcome {
     } else {
         let n = problems.len();
         Err(Failure::input(format!(
-            "found {n} problem{}; nothing was changed",
+            "found {n} problem{}",
             if n == 1 { "" } else { "s" }
         )))
     }

@@ -208,7 +208,11 @@ fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectDe
     })
 }
 
-fn check_service(c: &mut Checker, path: &(impl PathArg + ?Sized), value: &Value) -> Option<ServiceConfig> {
+fn check_service(
+    c: &mut Checker,
+    path: &(impl PathArg + ?Sized),
+    value: &Value,
+) -> Option<ServiceConfig> {
     let map = c.object(path, value)?;
     let kind = match map.get("type") {
         None => Some(ServiceKind::Web),

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::diagnostic::{InvalidInput, Problems};
+use crate::diagnostic::{InvalidInput, Problem, Problems};
 use crate::document::Document;
 use crate::project::Project;
 use crate::schema::{join, Checker};
@@ -60,9 +60,14 @@ fn read_optional(
 }
 
 /// Reads and checks every config file; all problems are collected.
+///
+/// Services for a project the spec does not list are a problem for `infra validate`
+/// (`strict`), but only a warning when planning: they change nothing that is placed, and a
+/// dry-run `remove-project` leaves them in the file while the spec no longer has the project.
 pub fn load_with_problems(
     project: &Project,
     state: impl Into<Arc<State>>,
+    strict: bool,
 ) -> (Loaded, Problems, Vec<FileReport>) {
     let state: Arc<State> = state.into();
     let mut problems = Problems::new();
@@ -96,13 +101,15 @@ pub fn load_with_problems(
     for name in deployment.projects.keys() {
         let known = spec_projects.is_some_and(|p| p.get(name).is_some());
         if !known && comparable {
-            c.error(
-                &join("projects", name),
-                format!(
-                    "services for unknown project `{name}`; add it to infrastructure_spec.projects in {} or remove this entry",
-                    state.display()
-                ),
+            let message = format!(
+                "services for unknown project `{name}`; add it to infrastructure_spec.projects in {} or remove this entry",
+                state.display()
             );
+            if strict {
+                c.error(&join("projects", name), message);
+            } else {
+                tracing::warn!("{ddisplay}: {}: {message}", join("projects", name));
+            }
         }
     }
     let services = required_services(&checked.spec, &deployment, &checked.runtime, &mut c);
@@ -148,6 +155,32 @@ pub fn load_with_problems(
 
 /// Reads every config file, failing with all problems if any.
 pub fn load(project: &Project, state: impl Into<Arc<State>>) -> Result<Loaded, InvalidInput> {
-    let (loaded, problems, _) = load_with_problems(project, state);
+    let (loaded, problems, _) = load_with_problems(project, state, false);
     problems.into_result().map(|()| loaded)
+}
+
+/// Removes a project's entry from deployment_config.json, keeping the rest of the file as it
+/// was written. Returns whether there was one. Callers hold the state lock.
+pub fn remove_project_deployment(
+    project: &Project,
+    name: &str,
+    dry_run: bool,
+) -> Result<bool, Problem> {
+    let path = project.deployment_path();
+    if !path.exists() {
+        return Ok(false);
+    }
+    let display = project.display(&path);
+    let mut doc = Document::read(&path, &display)?;
+    let removed = doc
+        .value
+        .get_mut("projects")
+        .and_then(Value::as_object_mut)
+        .and_then(|p| p.shift_remove(name))
+        .is_some();
+    if removed && !dry_run {
+        crate::atomic_file::write(&path, doc.render().as_bytes())
+            .map_err(|e| Problem::at_path(&display, "", format!("cannot write: {e}")))?;
+    }
+    Ok(removed)
 }

@@ -6,6 +6,8 @@ use std::fmt;
 
 use rhai::{Dynamic, EvalAltResult, Position};
 
+use crate::diagnostic::InvalidInput;
+
 /// What went wrong, which decides the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -34,6 +36,9 @@ impl ErrorKind {
 pub struct NativeFailure {
     pub message: String,
     pub bad_input: bool,
+    /// The message names its own file and place (a config problem, a held lock), so the
+    /// playbook line that led to it would only be noise.
+    pub located: bool,
 }
 
 impl fmt::Display for NativeFailure {
@@ -44,19 +49,32 @@ impl fmt::Display for NativeFailure {
 
 /// Raises an error from a native: the position is filled in by Rhai with the call site.
 pub fn failure(message: impl Into<String>) -> Box<EvalAltResult> {
-    raise(message, false)
+    raise(message.into(), false, false)
 }
 
 /// Raises an error that is the caller's input's fault (exit code 2).
 pub fn bad_input(message: impl Into<String>) -> Box<EvalAltResult> {
-    raise(message, true)
+    raise(message.into(), true, false)
 }
 
-fn raise(message: impl Into<String>, bad_input: bool) -> Box<EvalAltResult> {
+/// Raises an error whose message already says where the problem is (exit code 1, or 2 with
+/// `bad_input`).
+pub fn located(message: impl Into<String>, bad_input: bool) -> Box<EvalAltResult> {
+    raise(message.into(), bad_input, true)
+}
+
+/// Raises every problem with the user's files, one `error:` line each (exit code 2).
+pub fn invalid(problems: &InvalidInput) -> Box<EvalAltResult> {
+    let lines: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
+    located(lines.join("\nerror: "), true)
+}
+
+fn raise(message: String, bad_input: bool, located: bool) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(
         Dynamic::from(NativeFailure {
-            message: message.into(),
+            message,
             bad_input,
+            located,
         }),
         Position::NONE,
     ))
@@ -66,6 +84,8 @@ fn raise(message: impl Into<String>, bad_input: bool) -> Box<EvalAltResult> {
 pub struct ScriptError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The message carries its own location; the playbook position is not shown.
+    pub located: bool,
     pub file: String,
     pub line: Option<usize>,
     pub column: Option<usize>,
@@ -104,27 +124,50 @@ impl ScriptError {
                 _ => break,
             }
         }
-        let deliberate = matches!(current, EvalAltResult::ErrorRuntime(d, _) if d.is::<NativeFailure>());
+        let deliberate =
+            matches!(current, EvalAltResult::ErrorRuntime(d, _) if d.is::<NativeFailure>());
         if deliberate && is_library(&file) {
             if let Some((f, p)) = caller {
                 file = f;
                 position = p;
             }
         }
+        let mut located = false;
         let (kind, message) = match current {
-            EvalAltResult::ErrorParsing(p, _) => (ErrorKind::Compile, lowercase_first(&p.to_string())),
+            EvalAltResult::ErrorParsing(p, _) => {
+                (ErrorKind::Compile, lowercase_first(&p.to_string()))
+            }
             EvalAltResult::ErrorTerminated(..) => {
                 (ErrorKind::Cancelled, "stopped (Ctrl-C)".to_string())
             }
             EvalAltResult::ErrorRuntime(d, _) => match d.clone().try_cast::<NativeFailure>() {
-                Some(f) if f.bad_input => (ErrorKind::BadInput, f.message),
-                Some(f) => (ErrorKind::Runtime, f.message),
+                Some(f) => {
+                    located = f.located;
+                    let kind = if f.bad_input {
+                        ErrorKind::BadInput
+                    } else {
+                        ErrorKind::Runtime
+                    };
+                    (kind, f.message)
+                }
                 None => (ErrorKind::Runtime, format!("{d}")),
             },
-            EvalAltResult::ErrorModuleNotFound(name, _) => (
-                ErrorKind::Compile,
-                format!("module `{name}` not found; modules are imported from `stdlib/` by name, like `import \"args\" as args;`"),
-            ),
+            EvalAltResult::ErrorModuleNotFound(name, pos) => {
+                // Imports are resolved while compiling, before Rhai knows where they were.
+                if pos.is_none() {
+                    if let Some((f, p)) = find_import(name, &file, sources) {
+                        file = f;
+                        position = p;
+                    }
+                }
+                (
+                    ErrorKind::Compile,
+                    format!("module `{name}` not found; modules are imported from `stdlib/` by name, like `import \"args\" as args;`"),
+                )
+            }
+            EvalAltResult::ErrorFunctionNotFound(signature, _) => {
+                (ErrorKind::Runtime, describe_missing_function(signature))
+            }
             other => {
                 // Rhai appends " (line L, position C)"; the position is shown separately.
                 let text = other.to_string();
@@ -133,7 +176,9 @@ impl ScriptError {
                 (ErrorKind::Runtime, lowercase_first(text))
             }
         };
-        Self::at(kind, message, file, position, sources)
+        let mut err = Self::at(kind, message, file, position, sources);
+        err.located = located;
+        err
     }
 
     fn at(
@@ -153,6 +198,7 @@ impl ScriptError {
         ScriptError {
             kind,
             message,
+            located: false,
             file,
             line,
             column,
@@ -164,6 +210,7 @@ impl ScriptError {
         ScriptError {
             kind,
             message: message.into(),
+            located: false,
             file: file.to_string(),
             line: None,
             column: None,
@@ -172,9 +219,60 @@ impl ScriptError {
     }
 }
 
+/// Where `import "name"` is written: the playbook first, then the modules.
+fn find_import(
+    name: &str,
+    main: &str,
+    sources: &HashMap<String, String>,
+) -> Option<(String, Position)> {
+    let needle = format!("\"{name}\"");
+    let mut files: Vec<&String> = sources.keys().collect();
+    files.sort_by_key(|f| (f.as_str() != main, f.as_str()));
+    for file in files {
+        for (i, line) in sources[file].lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if let (Some(at), true) = (code.find(&needle), code.contains("import")) {
+                return Some((file.clone(), Position::new(i as u16 + 1, at as u16 + 1)));
+            }
+        }
+    }
+    None
+}
+
+/// Rhai's "function not found: f (&str | ImmutableString | String, i64)" in plain words.
+fn describe_missing_function(signature: &str) -> String {
+    let Some((name, args)) = signature.split_once(" (") else {
+        return format!(
+            "there is no function `{signature}`; check its name (natives are listed in README.md)"
+        );
+    };
+    let args = args.trim_end_matches(')');
+    let args: Vec<&str> = args
+        .split(", ")
+        .filter(|a| !a.is_empty())
+        .map(|a| match a.trim() {
+            "&str | ImmutableString | String" | "ImmutableString" | "String" | "&str" => "string",
+            "i64" => "integer",
+            "f64" => "float",
+            "bool" => "bool",
+            "char" => "character",
+            "Array" => "array",
+            "Map" => "map",
+            "()" => "()",
+            other => other,
+        })
+        .collect();
+    format!(
+        "no function `{name}` takes ({}); check the number and types of its arguments",
+        args.join(", ")
+    )
+}
+
 /// Whether a source is a stdlib module rather than a playbook.
 fn is_library(display: &str) -> bool {
-    display.starts_with("stdlib/") || display.starts_with("<embedded>/stdlib/") || display.contains("/stdlib/")
+    display.starts_with("stdlib/")
+        || display.starts_with("<embedded>/stdlib/")
+        || display.contains("/stdlib/")
 }
 
 fn module_display(name: &str, sources: &HashMap<String, String>) -> String {
@@ -202,6 +300,9 @@ fn lowercase_first(s: &str) -> String {
 
 impl fmt::Display for ScriptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.located {
+            return f.write_str(&self.message);
+        }
         match (self.line, self.column) {
             (Some(line), Some(column)) => {
                 write!(f, "{}:{}:{}: {}", self.file, line, column, self.message)?;

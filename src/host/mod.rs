@@ -79,7 +79,7 @@ impl Context {
     /// Every config file read and checked against the current state.
     pub fn loaded(&self) -> Result<Loaded, Box<EvalAltResult>> {
         let state = self.store()?.shared();
-        config::load(&self.project, state).map_err(|e| error::bad_input(e.to_string()))
+        config::load(&self.project, state).map_err(|e| error::invalid(&e))
     }
 
     /// Lets go of the lock and drops the store, so the next run reads the file afresh.
@@ -115,8 +115,9 @@ impl std::ops::DerefMut for StoreGuard<'_> {
 /// Maps a state store error to a script error: bad input unless the disk or the lock failed.
 pub fn store_error(e: StoreError) -> Box<EvalAltResult> {
     match e {
-        StoreError::Invalid(_) | StoreError::State(_) => error::bad_input(e.to_string()),
-        StoreError::Lock(_) | StoreError::Write { .. } => error::failure(e.to_string()),
+        StoreError::Invalid(problems) => error::invalid(&problems),
+        StoreError::State(_) => error::bad_input(e.to_string()),
+        StoreError::Lock(_) | StoreError::Write { .. } => error::located(e.to_string(), false),
     }
 }
 

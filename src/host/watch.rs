@@ -84,20 +84,30 @@ pub fn watch(
     }
 
     let mut current: Option<Compiled> = None;
+    let mut previous_files: HashSet<PathBuf> = HashSet::new();
     loop {
+        let compiled_ok;
         match host.compile(&source) {
             Ok(compiled) => {
+                compiled_ok = true;
                 report(host.run(&compiled, args, opts));
                 current = Some(compiled);
             }
             Err(e) => {
+                compiled_ok = false;
                 report(Err(e));
                 if current.is_some() {
                     tracing::warn!("keeping the previous version of `{}`", source.display);
                 }
             }
         }
-        let files = watched_files(host, &source);
+        // After a failed compile the module list is partial: keep watching what the previous
+        // version used too.
+        let mut files = watched_files(host, &source);
+        if !compiled_ok {
+            files.extend(previous_files.iter().cloned());
+        }
+        previous_files = files.clone();
         tracing::info!(
             "watching {} file(s) for changes (Ctrl-C to stop)",
             files.len()

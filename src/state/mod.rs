@@ -27,16 +27,22 @@ pub use spec::Spec;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum StateError {
-    #[error(
-        "project `{0}` is not in infrastructure_spec.projects; `infra status` lists the projects"
-    )]
-    UnknownProject(String),
+    #[error("project `{name}` is not in infrastructure_spec.projects; {}", known_projects(.known))]
+    UnknownProject { name: String, known: Vec<String> },
     #[error("project `{0}` already exists; use `infra scale {0} N` to change its droplets")]
     ProjectExists(String),
     #[error("droplet `{0}` is not in the state; `infra status` lists the droplets")]
     UnknownDroplet(String),
     #[error("{0}")]
     InvalidArgument(String),
+}
+
+fn known_projects(known: &[String]) -> String {
+    if known.is_empty() {
+        "the spec has no projects yet (`infra add-project` adds one)".to_string()
+    } else {
+        format!("the spec has {}", known.join(", "))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -230,10 +236,8 @@ impl State {
             }
         }
         check_web_droplets(web_droplets)?;
-        if web_droplet_spec.trim().is_empty() || web_droplet_spec.contains(char::is_whitespace) {
-            return invalid(format!(
-                "`{web_droplet_spec}` is not a droplet size; use a size slug like s-1vcpu-1gb"
-            ));
+        if let Some(m) = spec::slug_problem(web_droplet_spec, "droplet size", "s-1vcpu-1gb") {
+            return invalid(m);
         }
         self.spec_section_mut("projects").insert(
             project.to_string(),
@@ -246,10 +250,27 @@ impl State {
         Ok(())
     }
 
+    fn unknown_project(&self, project: &str) -> StateError {
+        StateError::UnknownProject {
+            name: project.to_string(),
+            known: self.spec_project_names(),
+        }
+    }
+
+    /// Project names as written in the spec, valid or not.
+    pub fn spec_project_names(&self) -> Vec<String> {
+        self.root()
+            .and_then(|r| r.get("infrastructure_spec"))
+            .and_then(|s| s.get("projects"))
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn remove_project_spec(&mut self, project: &str) -> Result<(), StateError> {
         match self.spec_section_mut("projects").shift_remove(project) {
             Some(_) => Ok(()),
-            None => Err(StateError::UnknownProject(project.into())),
+            None => Err(self.unknown_project(project)),
         }
     }
 
@@ -262,7 +283,7 @@ impl State {
                 p.insert("web_droplets".into(), json!(web_droplets));
                 Ok(())
             }
-            None => Err(StateError::UnknownProject(project.into())),
+            None => Err(self.unknown_project(project)),
         }
     }
 
@@ -284,7 +305,8 @@ impl State {
     ) -> Result<IndexMap<String, ServiceMap>, crate::diagnostic::InvalidInput> {
         let checked = self.check();
         let mut c = Checker::new(deployment_display);
-        let services = placement::required_services(&checked.spec, deployment, &checked.runtime, &mut c);
+        let services =
+            placement::required_services(&checked.spec, deployment, &checked.runtime, &mut c);
         c.problems.into_result().map(|()| services)
     }
 

@@ -125,7 +125,11 @@ fn place_project(
     let mut ports = Ports(vec![Vec::new(); web.len()]);
     // Explicitly given ports on each droplet and who has them, for the clash message.
     let mut explicit: Vec<(usize, u16, String)> = Vec::new();
-    let keys: Vec<String> = p.environments.iter().map(|e| project_env(project, e)).collect();
+    let keys: Vec<String> = p
+        .environments
+        .iter()
+        .map(|e| project_env(project, e))
+        .collect();
     let mut pending: Vec<Pending> = Vec::new();
     for (environment, key) in p.environments.iter().zip(&keys) {
         let key_index = out.len();
@@ -164,7 +168,9 @@ fn place_project(
                 if let Some(given) = config.explicit_port(environment) {
                     let full = service_name(key, service);
                     for &d in &droplets {
-                        if let Some((_, _, other)) = explicit.iter().find(|(od, op, _)| *od == d && *op == given) {
+                        if let Some((_, _, other)) =
+                            explicit.iter().find(|(od, op, _)| *od == d && *op == given)
+                        {
                             let ppath = match &config.port {
                                 Some(PortSetting::PerEnvironment(_)) => {
                                     join(&join(&cpath(), "port"), environment)

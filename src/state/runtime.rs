@@ -101,7 +101,8 @@ impl Runtime {
                         );
                     }
                     if let Some(port) = record.port {
-                        if let Some((k, s)) = ports.insert((droplet.as_str(), port), (key, service)) {
+                        if let Some((k, s)) = ports.insert((droplet.as_str(), port), (key, service))
+                        {
                             c.error(
                                 &Field(&path, "port"),
                                 format!("port {port} is also used by `{k}-{s}` on `{droplet}`; two services cannot share a port on one droplet"),
@@ -124,7 +125,11 @@ impl Runtime {
     }
 }
 
-fn check_droplet(c: &mut Checker, path: &(impl PathArg + ?Sized), value: &Value) -> Option<DropletRecord> {
+fn check_droplet(
+    c: &mut Checker,
+    path: &(impl PathArg + ?Sized),
+    value: &Value,
+) -> Option<DropletRecord> {
     let map = c.object(path, value)?;
     let ip = match map.get("ip") {
         None | Some(Value::Null) => None,
@@ -156,7 +161,11 @@ fn check_droplet(c: &mut Checker, path: &(impl PathArg + ?Sized), value: &Value)
     })
 }
 
-fn check_service(c: &mut Checker, path: &(impl PathArg + ?Sized), value: &Value) -> Option<ServiceRecord> {
+fn check_service(
+    c: &mut Checker,
+    path: &(impl PathArg + ?Sized),
+    value: &Value,
+) -> Option<ServiceRecord> {
     let map = c.object(path, value)?;
     let kind = match map.get("type") {
         None => ServiceKind::Web,

@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 use crate::schema::{hostname_problem, join, Checker};
 
 pub const ROLES: &[&str] = &["master", "web"];
+/// The master a spec gets when it lists projects but no master droplet.
+pub const IMPLIED_MASTER: &str = "master";
+pub const IMPLIED_MASTER_SIZE: &str = "s-2vcpu-4gb";
+pub const DEFAULT_REGION: &str = "lon1";
 pub const MAX_WEB_DROPLETS: i64 = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -117,15 +121,39 @@ impl Spec {
                     d.values()
                         .any(|v| v.get("role").and_then(Value::as_str) == Some("master"))
                 });
-            if !spec.projects.is_empty()
-                && !spec.droplets.values().any(|d| d.role == "master")
-                && !master_written
-                && map.get("droplets").is_none_or(|d| d.is_object())
-            {
-                c.error(
-                    &join(path, "droplets"),
-                    "no droplet has role \"master\"; add one (the master runs the load balancer), e.g. \"master\": {\"size\": \"s-2vcpu-4gb\", \"region\": \"lon1\", \"role\": \"master\"}",
-                );
+            // The spec's own example lists only projects and still gets a master: without one
+            // written, the master is implied, with the default size in the projects' region.
+            let droplets_ok = map.get("droplets").is_none_or(|d| d.is_object());
+            if !spec.projects.is_empty() && !master_written && droplets_ok {
+                let existing = map
+                    .get("droplets")
+                    .and_then(Value::as_object)
+                    .and_then(|d| d.get(IMPLIED_MASTER));
+                match existing {
+                    Some(m) if m.get("role").is_none_or(|r| r.as_str() == Some("web")) => {
+                        c.error(
+                            &join(&join(path, "droplets"), IMPLIED_MASTER),
+                            "no droplet has role \"master\" and the name `master` is taken by a web droplet; give one droplet \"role\": \"master\" (the master runs the load balancer)",
+                        );
+                    }
+                    // Its invalid role is reported already.
+                    Some(_) => {}
+                    None => {
+                        let region = spec
+                            .projects
+                            .values()
+                            .find_map(|p| p.region.clone())
+                            .unwrap_or_else(|| DEFAULT_REGION.to_string());
+                        spec.droplets.insert(
+                            IMPLIED_MASTER.to_string(),
+                            DropletSpec {
+                                size: IMPLIED_MASTER_SIZE.to_string(),
+                                region,
+                                role: "master".into(),
+                            },
+                        );
+                    }
+                }
             }
         }
         spec.check_generated_names(c, path);
@@ -160,14 +188,48 @@ impl Spec {
             .clone()
             .or_else(|| self.master().map(|(_, d)| d.region.clone()))
             .or_else(|| self.droplets.values().next().map(|d| d.region.clone()))
-            .unwrap_or_else(|| "lon1".to_string())
+            .unwrap_or_else(|| DEFAULT_REGION.to_string())
+    }
+}
+
+/// DigitalOcean slugs (sizes, regions): lowercase letters, digits and hyphens.
+pub fn slug_problem(value: &str, what: &str, example: &str) -> Option<String> {
+    let valid = !value.is_empty()
+        && value.len() <= 64
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+        && value
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+    (!valid).then(|| {
+        format!("`{value}` is not a valid {what}; use a DigitalOcean slug like \"{example}\" (lowercase letters, digits and hyphens)")
+    })
+}
+
+fn check_slug(
+    c: &mut Checker,
+    path: &str,
+    key: &str,
+    value: Option<String>,
+    what: &str,
+    example: &str,
+) -> Option<String> {
+    let value = value?;
+    match slug_problem(&value, what, example) {
+        Some(message) => {
+            c.error(&join(path, key), message);
+            None
+        }
+        None => Some(value),
     }
 }
 
 fn check_droplet(c: &mut Checker, path: &str, value: &Value) -> Option<DropletSpec> {
     let map = c.object(path, value)?;
     let size = c.req_string(map, path, "size", "\"s-2vcpu-4gb\"");
+    let size = check_slug(c, path, "size", size, "droplet size", "s-2vcpu-4gb");
     let region = c.req_string(map, path, "region", "\"lon1\"");
+    let region = check_slug(c, path, "region", region, "region", "lon1");
     let role = match map.get("role") {
         None => Some("web".to_string()),
         Some(v) => c.one_of(&join(path, "role"), v, ROLES),
@@ -205,7 +267,16 @@ fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectSp
     };
     let web_droplets = c.req_integer(map, path, "web_droplets", 1, MAX_WEB_DROPLETS);
     let web_droplet_spec = c.req_string(map, path, "web_droplet_spec", "\"s-1vcpu-1gb\"");
+    let web_droplet_spec = check_slug(
+        c,
+        path,
+        "web_droplet_spec",
+        web_droplet_spec,
+        "droplet size",
+        "s-1vcpu-1gb",
+    );
     let region = c.opt_string(map, path, "region", "\"lon1\"");
+    let region = check_slug(c, path, "region", region, "region", "lon1");
     Some(ProjectSpec {
         environments: environments?,
         web_droplets: web_droplets? as u32,

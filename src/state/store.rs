@@ -116,9 +116,23 @@ impl StateStore {
         self.lock()?;
         let mut next = State::clone(&self.state);
         let out = edit(&mut next)?;
-        let problems = next.check().problems;
-        if !problems.is_empty() {
-            return Err(StoreError::Invalid(InvalidInput(problems)));
+        // Only problems the edit brings in refuse it: a state that already had one (a
+        // droplet the runtime names but does not list, say) can still be edited.
+        let before: Vec<String> = self
+            .state
+            .check()
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let mut new_problems = crate::diagnostic::Problems::new();
+        for problem in next.check().problems.into_vec() {
+            if !before.contains(&problem.to_string()) {
+                new_problems.push(problem);
+            }
+        }
+        if !new_problems.is_empty() {
+            return Err(StoreError::Invalid(InvalidInput(new_problems)));
         }
         if !self.dry_run {
             next.save().map_err(|source| StoreError::Write {

@@ -243,7 +243,6 @@ fn dry_run_add_project_changes_nothing_and_shows_the_plan_with_the_new_droplets(
 }
 
 #[test]
-#[ignore = "in --dry-run, add-project still says \"run `infra orchestrate` to apply\", but nothing was saved for orchestrate to apply"]
 fn dry_run_add_project_does_not_tell_to_run_orchestrate() {
     let test = Test::init();
     let out = test.infra([
@@ -445,7 +444,6 @@ fn remove_project_changes_the_spec_and_shows_the_plan() {
 
 /// Removing a project that deployment_config.json describes (both of the init project's do).
 #[test]
-#[ignore = "remove-project saves the spec, then plan() rejects deployment_config.json's entry for the removed project (`services for unknown project`): exit 2 after the change was written"]
 fn remove_project_described_in_the_deployment_config() {
     let test = Test::init();
     let out = test.infra(["remove-project", "digitalpixo"]);

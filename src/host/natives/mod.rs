@@ -5,6 +5,7 @@
 mod core;
 mod plan;
 mod state;
+mod template;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     core::register(engine, ctx);
     state::register(engine, ctx);
     plan::register(engine, ctx);
+    template::register(engine, ctx);
 }
 
 /// Script value from anything serializable.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::{report_dry_run, to_dynamic};
-use crate::host::error::bad_input;
+use crate::config;
+use crate::host::error::{bad_input, located};
 use crate::host::{store_error, Context};
 use crate::state::{self, ports, State, StateError};
 
@@ -149,6 +150,33 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn(
         "remove_project_spec",
         move |name: &str| -> Result<(), Box<EvalAltResult>> {
+            // The project's services go too, so deployment_config.json names no project the
+            // spec lacks. The spec is checked first, so a typo removes nothing.
+            {
+                let mut store = c.store()?;
+                store.lock().map_err(store_error)?;
+                let known = store.state().spec_project_names();
+                if !known.iter().any(|p| p == name) {
+                    let unknown = StateError::UnknownProject {
+                        name: name.to_string(),
+                        known,
+                    };
+                    return Err(store_error(unknown.into()));
+                }
+            }
+            let removed = config::remove_project_deployment(&c.project, name, c.dry_run())
+                .map_err(|p| located(p.to_string(), false))?;
+            if removed {
+                let what = format!(
+                    "remove projects.{name} from {}",
+                    c.project.display(&c.project.deployment_path())
+                );
+                if c.dry_run() {
+                    report_dry_run(&what);
+                } else {
+                    tracing::info!("{what}: saved");
+                }
+            }
             edit(
                 &c,
                 &format!("remove project `{name}` from infrastructure_spec.projects"),

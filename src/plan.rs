@@ -1,6 +1,6 @@
 //! Spec against runtime: the list of changes that `plan`, `orchestrate` and `watch` share.
 
-use indexmap::IndexMap;
+use crate::name_map::NameMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -88,7 +88,7 @@ impl Plan {
     pub fn compute(
         spec: &Spec,
         runtime: &Runtime,
-        services: &IndexMap<String, ServiceMap>,
+        services: &NameMap<ServiceMap>,
         force: bool,
     ) -> Plan {
         let mut changes = Vec::new();

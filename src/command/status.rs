@@ -232,5 +232,9 @@ pub fn run(env: &Env) -> Outcome {
             )
         );
     }
+    // A one-shot command: the process is about to exit, and freeing a large state piece by
+    // piece would cost as much as building the output.
+    std::mem::forget(status);
+    crate::deferred_drop::drop_in_background((state, checked));
     Ok(())
 }

@@ -5,9 +5,9 @@ pub mod deployment;
 pub mod email;
 pub mod sms;
 
+use crate::name_map::NameMap;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -31,7 +31,7 @@ pub struct Loaded {
     pub email: EmailConfig,
     pub sms: SmsConfig,
     /// Services as the spec and deployment config place them.
-    pub services: IndexMap<String, ServiceMap>,
+    pub services: NameMap<ServiceMap>,
 }
 
 /// What `infra validate` reports about each file.
@@ -82,7 +82,11 @@ pub fn load_with_problems(
     let ddisplay = project.display(&dpath);
     let mut c = Checker::new(&ddisplay);
     let deployment = match read_optional(project, &dpath, &mut problems) {
-        Some(v) => DeploymentConfig::check(&mut c, &v),
+        Some(v) => {
+            let deployment = DeploymentConfig::check(&mut c, &v);
+            crate::deferred_drop::drop_in_background(v);
+            deployment
+        }
         None => DeploymentConfig::default(),
     };
     reports.push(FileReport {

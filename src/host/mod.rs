@@ -86,15 +86,9 @@ impl Context {
     pub fn reset(&self) {
         if let Some(mut store) = self.store.lock().expect("state store").take() {
             store.release();
-            drop_in_background(store);
+            crate::deferred_drop::drop_in_background(store);
         }
     }
-}
-
-/// Frees a large value (a state of thousands of droplets) off the critical path: a one-shot
-/// command exits without waiting for it, a long-running one still gets the memory back.
-pub fn drop_in_background<T: Send + 'static>(value: T) {
-    std::thread::spawn(move || drop(value));
 }
 
 pub struct StoreGuard<'a>(MutexGuard<'a, Option<StateStore>>);

@@ -12,6 +12,7 @@ pub mod runtime;
 pub mod spec;
 pub mod store;
 
+use crate::name_map::NameMap;
 use std::path::Path;
 
 use indexmap::IndexMap;
@@ -302,7 +303,7 @@ impl State {
         &self,
         deployment: &crate::config::deployment::DeploymentConfig,
         deployment_display: &str,
-    ) -> Result<IndexMap<String, ServiceMap>, crate::diagnostic::InvalidInput> {
+    ) -> Result<NameMap<ServiceMap>, crate::diagnostic::InvalidInput> {
         let checked = self.check();
         let mut c = Checker::new(deployment_display);
         let services =
@@ -395,18 +396,18 @@ impl State {
         self.runtime().droplets.shift_remove(name)
     }
 
-    pub fn droplets(&self) -> IndexMap<String, DropletRecord> {
+    pub fn droplets(&self) -> NameMap<DropletRecord> {
         self.runtime().droplets
     }
 
-    pub fn droplets_by_role(&self, role: &str) -> IndexMap<String, DropletRecord> {
+    pub fn droplets_by_role(&self, role: &str) -> NameMap<DropletRecord> {
         self.droplets()
             .into_iter()
             .filter(|(_, d)| d.role == role)
             .collect()
     }
 
-    pub fn droplets_by_project(&self, project: &str) -> IndexMap<String, DropletRecord> {
+    pub fn droplets_by_project(&self, project: &str) -> NameMap<DropletRecord> {
         self.droplets()
             .into_iter()
             .filter(|(_, d)| d.project.as_deref() == Some(project))
@@ -417,7 +418,7 @@ impl State {
         self.droplets_by_role("master").into_iter().next()
     }
 
-    pub fn web_droplets(&self) -> IndexMap<String, DropletRecord> {
+    pub fn web_droplets(&self) -> NameMap<DropletRecord> {
         self.droplets_by_role("web")
     }
 
@@ -471,7 +472,7 @@ impl State {
             .unwrap_or_default()
     }
 
-    pub fn all_projects(&self) -> IndexMap<String, ServiceMap> {
+    pub fn all_projects(&self) -> NameMap<ServiceMap> {
         self.runtime().projects
     }
 

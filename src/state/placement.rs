@@ -1,6 +1,7 @@
 //! What the spec asks for, computed: the droplets, the services on them with their ports, and
 //! who monitors whom. Shared by `plan`, `status` and the playbooks.
 
+use crate::name_map::NameMap;
 use std::collections::HashSet;
 
 use indexmap::IndexMap;
@@ -101,8 +102,8 @@ pub fn required_services(
     deploy: &DeploymentConfig,
     runtime: &Runtime,
     c: &mut Checker,
-) -> IndexMap<String, ServiceMap> {
-    let mut out: IndexMap<String, ServiceMap> = IndexMap::new();
+) -> NameMap<ServiceMap> {
+    let mut out: NameMap<ServiceMap> = NameMap::default();
     let defaults = ProjectDeployment::default_for_project();
     for (project, p) in &spec.projects {
         let deployment = deploy.projects.get(project).unwrap_or(&defaults);
@@ -117,7 +118,7 @@ fn place_project(
     deployment: &ProjectDeployment,
     runtime: &Runtime,
     c: &mut Checker,
-    out: &mut IndexMap<String, ServiceMap>,
+    out: &mut NameMap<ServiceMap>,
 ) {
     let web: Vec<String> = (1..=p.web_droplets)
         .map(|n| web_droplet_name(project, n))
@@ -133,7 +134,7 @@ fn place_project(
     let mut pending: Vec<Pending> = Vec::new();
     for (environment, key) in p.environments.iter().zip(&keys) {
         let key_index = out.len();
-        let mut services = ServiceMap::new();
+        let mut services = ServiceMap::default();
         for (service, config) in &deployment.services {
             let cpath = || join(&join(&join("projects", project), "services"), service);
             let droplets: Vec<usize> = match &config.droplets {

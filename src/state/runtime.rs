@@ -1,8 +1,8 @@
 //! The runtime half of the state file: droplets that exist and the services placed on them.
 
+use crate::name_map::{FnvBuild, NameMap};
 use std::collections::HashMap;
 
-use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -43,12 +43,12 @@ pub struct ServiceRecord {
 }
 
 /// Services of one project-environment (`hostomatic-prod`), by service name.
-pub type ServiceMap = IndexMap<String, ServiceRecord>;
+pub type ServiceMap = NameMap<ServiceRecord>;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Runtime {
-    pub droplets: IndexMap<String, DropletRecord>,
-    pub projects: IndexMap<String, ServiceMap>,
+    pub droplets: NameMap<DropletRecord>,
+    pub projects: NameMap<ServiceMap>,
 }
 
 pub fn is_ipv4(s: &str) -> bool {
@@ -73,7 +73,7 @@ impl Runtime {
                 let Some(services) = c.object(&path, services) else {
                     continue;
                 };
-                let mut map = ServiceMap::new();
+                let mut map = ServiceMap::default();
                 for (service, record) in services {
                     if let Some(r) = check_service(c, &Field(&path, service), record) {
                         map.insert(service.clone(), r);
@@ -88,7 +88,7 @@ impl Runtime {
     /// Cross-checks: assignments name known droplets, and no droplet has a port twice.
     pub fn check_relations(&self, c: &mut Checker) {
         // (droplet, port) -> (project-env, service) holding it; names are built only for errors.
-        let mut ports: HashMap<(&str, u16), (&str, &str)> = HashMap::new();
+        let mut ports: HashMap<(&str, u16), (&str, &str), FnvBuild> = HashMap::default();
         for (key, services) in &self.projects {
             for (service, record) in services {
                 let parent = Field("projects", key.as_str());

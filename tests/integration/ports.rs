@@ -1,9 +1,9 @@
 //! Ports: the same on every machine and every version (golden values), never shared on a
 //! droplet however many projects there are, and never renumbered once recorded.
 
+use infra::name_map::NameMap;
 use std::collections::HashMap;
 
-use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
 
 use infra::config::deployment::DeploymentConfig;
@@ -133,11 +133,7 @@ fn spec(projects: &[String], environments: &[&str]) -> Value {
     })
 }
 
-fn place(
-    spec_json: &Value,
-    deploy_json: &Value,
-    state_root: &Value,
-) -> IndexMap<String, ServiceMap> {
+fn place(spec_json: &Value, deploy_json: &Value, state_root: &Value) -> NameMap<ServiceMap> {
     let mut c = Checker::new("test");
     let spec = Spec::check(&mut c, "infrastructure_spec", spec_json);
     let deploy = DeploymentConfig::check(&mut c, deploy_json);
@@ -149,7 +145,7 @@ fn place(
 }
 
 /// No droplet has a port twice, and every port is in its service's range.
-fn assert_no_collisions(services: &IndexMap<String, ServiceMap>) -> usize {
+fn assert_no_collisions(services: &NameMap<ServiceMap>) -> usize {
     let mut taken: HashMap<(String, u16), String> = HashMap::new();
     let mut web = 0;
     for (key, map) in services {
@@ -183,7 +179,7 @@ fn assert_no_collisions(services: &IndexMap<String, ServiceMap>) -> usize {
 }
 
 /// The runtime state a first orchestration would record for `services`.
-fn recorded(services: &IndexMap<String, ServiceMap>) -> Value {
+fn recorded(services: &NameMap<ServiceMap>) -> Value {
     let mut projects = Map::new();
     for (key, map) in services {
         projects.insert(key.clone(), serde_json::to_value(map).unwrap());

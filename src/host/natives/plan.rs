@@ -39,6 +39,6 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
 fn compute(ctx: &Context, force: bool) -> Result<Plan, Box<EvalAltResult>> {
     let loaded = ctx.loaded()?;
     let plan = Plan::compute(&loaded.spec, &loaded.runtime, &loaded.services, force);
-    crate::host::drop_in_background(loaded);
+    crate::deferred_drop::drop_in_background(loaded);
     Ok(plan)
 }

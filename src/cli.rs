@@ -99,6 +99,35 @@ pub enum Command {
     },
     /// Remove a project from the spec (remove_project.rhai).
     RemoveProject { name: String },
+    /// Print a template rendered with the context infra would deploy it with.
+    Render {
+        /// A template under templates/, like nginx/nginx.conf.j2 or docker-compose.yml.j2.
+        template: String,
+        /// The project (Compose, Kubernetes and env-file templates).
+        project: Option<String>,
+        /// The environment (Compose, Kubernetes and env-file templates).
+        environment: Option<String>,
+        /// The service whose env file to render (env/ templates).
+        #[arg(long)]
+        service: Option<String>,
+        /// The image tag for Compose and Kubernetes templates.
+        #[arg(long, default_value = "latest")]
+        release: String,
+        /// Compose: only the services on this droplet. Emails: the droplet they are about.
+        #[arg(long)]
+        droplet: Option<String>,
+        /// Override a context value, like `--set nginx.listen=8080` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Print the context (what the template can use) as JSON instead.
+        #[arg(long)]
+        show_context: bool,
+    },
+    /// A local DigitalOcean-compatible cloud whose droplets are real hosts (Docker containers).
+    Sandbox {
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
     /// Run any playbook. Arguments reach it as ARGS; `-- --key value` pairs as OPTS.
     Run {
         /// A playbook file, or the name of a bundled one (orchestrate, scale, ...).
@@ -111,5 +140,34 @@ pub enum Command {
         /// `--key value` options after `--`, available as OPTS.
         #[arg(last = true)]
         opts: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxAction {
+    /// Start the sandbox in the background and print the DO_API_URL and DO_TOKEN that use it.
+    Up {
+        /// Share of requests answered 429 (with retry-after) or 500, from 0 to 1.
+        #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+        fail_rate: f64,
+        /// Latency added to every request.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        latency_ms: u64,
+    },
+    /// Stop the sandbox and remove its droplets, snapshots, network and state.
+    Down,
+    /// The sandbox's URL and droplets.
+    Status,
+    /// Build the droplet image if this machine does not have it yet, and print its tag.
+    Image,
+    /// Run the sandbox server in the foreground (what `up` starts in the background).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
 }

@@ -89,6 +89,23 @@ impl Client {
         Client::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// The client infra commands use in `project`: `DO_TOKEN` (and `DO_API_URL`) from the
+    /// environment when set, else the project's sandbox cloud if `infra sandbox up` started
+    /// one (it writes both to `config/.infra/sandbox/env`).
+    pub fn for_project(project: &crate::project::Project) -> Result<Client, CloudError> {
+        if std::env::var_os("DO_TOKEN").is_some() {
+            return Client::from_env();
+        }
+        match crate::sandbox::client_env(project) {
+            Some((url, token)) => Client::from_lookup(|name| match name {
+                "DO_API_URL" => Some(url.clone()),
+                "DO_TOKEN" => Some(token.clone()),
+                _ => None,
+            }),
+            None => Client::from_env(),
+        }
+    }
+
     /// [`Client::from_env`] with the variables read through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Client, CloudError> {
         let token = Token::new(lookup("DO_TOKEN").unwrap_or_default())?;

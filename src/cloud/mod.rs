@@ -16,6 +16,7 @@
 //!   path, never the host's credentials or the token.
 
 mod client;
+mod ensure;
 mod error;
 mod operations;
 mod rate_limiter;
@@ -24,6 +25,7 @@ mod token;
 pub mod types;
 
 pub use client::{Client, DEFAULT_API_URL};
+pub use ensure::Outcome;
 pub use error::{ApiError, CloudError};
 pub use rate_limiter::RateLimit;
 pub use retry_policy::RetryPolicy;

@@ -4,6 +4,8 @@
 mod discover;
 mod init;
 mod playbook;
+mod render;
+mod sandbox;
 mod status;
 mod validate;
 
@@ -32,6 +34,14 @@ impl Failure {
         }
     }
 
+    /// Stopped by Ctrl-C; nothing more to say.
+    pub fn interrupted() -> Self {
+        Failure {
+            code: 130,
+            message: String::new(),
+        }
+    }
+
     pub fn flow(message: impl Into<String>) -> Self {
         Failure {
             code: 1,
@@ -42,7 +52,9 @@ impl Failure {
 
 impl From<InvalidInput> for Failure {
     fn from(e: InvalidInput) -> Self {
-        Failure::input(e.to_string())
+        // One `error:` line per problem (main prefixes the first).
+        let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        Failure::input(lines.join("\nerror: "))
     }
 }
 
@@ -158,6 +170,31 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::RemoveProject { name } => {
             playbook::builtin(env, "remove_project", vec![name], Default::default()).await
         }
+        Command::Render {
+            template,
+            project,
+            environment,
+            service,
+            release,
+            droplet,
+            set,
+            show_context,
+        } => render::run(
+            &env,
+            render::RenderArgs {
+                template,
+                request: crate::template::Request {
+                    project,
+                    environment,
+                    service,
+                    release: Some(release),
+                    droplet,
+                },
+                set,
+                show_context,
+            },
+        ),
+        Command::Sandbox { action } => sandbox::run(&env, action).await,
         Command::Run {
             file,
             args,

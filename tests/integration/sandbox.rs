@@ -103,6 +103,17 @@ impl Sandbox {
     fn ssh(&self, ip: &str, command: &str) -> Result<String, String> {
         ssh(&self.key, ip, command)
     }
+
+    /// Waits for the droplet's own Docker Engine, which starts just after its sshd (a droplet
+    /// is active as soon as sshd answers).
+    async fn wait_engine(&self, ip: &str) {
+        wait_for(&format!("the engine on {ip}"), BOOT, || async {
+            self.ssh(ip, "docker info --format '{{.Driver}}'")
+                .ok()
+                .filter(|driver| driver == "vfs")
+        })
+        .await;
+    }
 }
 
 impl Drop for Sandbox {
@@ -242,6 +253,8 @@ async fn sandbox_droplets_are_real_hosts() {
     // Their own hostnames and their own container engines.
     assert_eq!(sandbox.ssh(&ip_a, "hostname").unwrap(), "host-a");
     assert_eq!(sandbox.ssh(&ip_b, "hostname").unwrap(), "host-b");
+    sandbox.wait_engine(&ip_a).await;
+    sandbox.wait_engine(&ip_b).await;
     sandbox
         .ssh(
             &ip_a,
@@ -292,6 +305,7 @@ async fn sandbox_droplets_are_real_hosts() {
         "written-on-a"
     );
     assert_eq!(sandbox.ssh(&ip_c, "hostname").unwrap(), "host-c");
+    sandbox.wait_engine(&ip_c).await;
     assert_eq!(sandbox.ssh(&ip_c, names).unwrap(), "only-on-a");
     let host_key = "cat /etc/ssh/ssh_host_ed25519_key.pub";
     assert_ne!(
@@ -615,12 +629,21 @@ async fn sandbox_answers_every_route_as_the_contract_says() {
     api.wait_active(two).await;
     api.wait_action(create_action).await;
 
-    // Snapshot, and a droplet made from it.
+    // A snapshot of a droplet that is off, and a droplet made from it.
+    let off = api
+        .expect(
+            201,
+            "POST",
+            &format!("/v2/droplets/{two}/actions"),
+            Some(json!({"type": "power_off"})),
+        )
+        .await;
+    api.wait_action(off["action"]["id"].as_u64().unwrap()).await;
     let snapshot = api
         .expect(
             201,
             "POST",
-            &format!("/v2/droplets/{one}/actions"),
+            &format!("/v2/droplets/{two}/actions"),
             Some(json!({"type": "snapshot", "name": "contract-snap"})),
         )
         .await;
@@ -628,15 +651,24 @@ async fn sandbox_answers_every_route_as_the_contract_says() {
     api.expect(
         200,
         "GET",
-        &format!("/v2/droplets/{one}/actions/{snapshot_action}"),
+        &format!("/v2/droplets/{two}/actions/{snapshot_action}"),
         None,
     )
     .await;
     api.wait_action(snapshot_action).await;
-    api.expect(200, "GET", &format!("/v2/droplets/{one}/actions"), None)
+    let on = api
+        .expect(
+            201,
+            "POST",
+            &format!("/v2/droplets/{two}/actions"),
+            Some(json!({"type": "power_on"})),
+        )
+        .await;
+    api.wait_action(on["action"]["id"].as_u64().unwrap()).await;
+    api.expect(200, "GET", &format!("/v2/droplets/{two}/actions"), None)
         .await;
     let snapshots = api
-        .expect(200, "GET", &format!("/v2/droplets/{one}/snapshots"), None)
+        .expect(200, "GET", &format!("/v2/droplets/{two}/snapshots"), None)
         .await;
     let snapshot_id = snapshots["snapshots"][0]["id"].as_u64().unwrap();
     api.expect(200, "GET", "/v2/snapshots", None).await;
@@ -661,20 +693,12 @@ async fn sandbox_answers_every_route_as_the_contract_says() {
         .await;
     let three = third["droplet"]["id"].as_u64().unwrap();
     api.wait_active(three).await;
-
-    // Power off and on.
-    for kind in ["power_off", "power_on"] {
-        let action = api
-            .expect(
-                201,
-                "POST",
-                &format!("/v2/droplets/{two}/actions"),
-                Some(json!({"type": kind})),
-            )
-            .await;
-        api.wait_action(action["action"]["id"].as_u64().unwrap())
-            .await;
-    }
+    let ip_three = third["droplet"]["networks"]["v4"][0]["ip_address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The droplet's own engine starts from a snapshot taken while it was off.
+    sandbox.wait_engine(&ip_three).await;
 
     // Tags.
     api.expect(201, "POST", "/v2/tags", Some(json!({"name": "contract-b"})))
@@ -975,4 +999,74 @@ async fn sandbox_injects_the_faults_it_was_started_with() {
     );
     let sizes = sandbox.client().list_sizes().await.unwrap();
     assert!(sizes.iter().any(|s| s.slug == "s-1vcpu-1gb"));
+}
+
+/// With a fifth of requests failing (429 with `retry-after`, or 500, half of those after the
+/// change was made), every call gets through within its retry budget, and creating droplets
+/// and keys never makes one twice: an ambiguous create is followed by a look, not a blind retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_converges_on_a_flaky_sandbox_without_duplicates() {
+    let Some(sandbox) = Sandbox::up(&["--fail-rate", "0.2"]) else {
+        return;
+    };
+    let client = sandbox.client();
+    client.account().await.unwrap();
+    assert!(!client.list_sizes().await.unwrap().is_empty());
+    assert!(!client.list_regions().await.unwrap().is_empty());
+    let public = sandbox.public_key();
+    let key = client.ensure_ssh_key("infra", &public).await.unwrap();
+    // The same key under another comment is the same key.
+    let again = client
+        .ensure_ssh_key("other-name", &format!("{} renamed", public.trim()))
+        .await
+        .unwrap();
+    assert_eq!(again.id, key.id);
+    assert_eq!(client.list_ssh_keys().await.unwrap().len(), 1);
+
+    let names = ["flaky-a", "flaky-b", "flaky-c"];
+    for name in names {
+        let request = DropletCreate {
+            name: name.into(),
+            spec: spec(ImageRef::Slug("debian-12-x64".into()), key.id, &[]),
+        };
+        client.ensure_droplet(&request, "infra").await.unwrap();
+    }
+    // A second pass (a re-run of orchestrate) adopts every one.
+    for name in names {
+        let request = DropletCreate {
+            name: name.into(),
+            spec: spec(ImageRef::Slug("debian-12-x64".into()), key.id, &[]),
+        };
+        let (droplet, outcome) = client.ensure_droplet(&request, "infra").await.unwrap();
+        assert_eq!(outcome, Outcome::Adopted, "{name}");
+        assert!(droplet.has_tag("infra"));
+    }
+    let listed = client.list_droplets_by_tag("infra").await.unwrap();
+    let mut listed_names: Vec<&str> = listed.iter().map(|d| d.name.as_str()).collect();
+    listed_names.sort();
+    assert_eq!(listed_names, names, "one droplet per name, none twice");
+    for droplet in &listed {
+        wait_active(&client, droplet.id).await;
+        client.delete_droplet(droplet.id).await.unwrap();
+    }
+    assert!(client
+        .list_droplets_by_tag("infra")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// `Client::for_project` finds the project's sandbox by itself: no variables to export.
+#[tokio::test(flavor = "multi_thread")]
+async fn infra_finds_the_project_sandbox_without_exported_variables() {
+    let Some(sandbox) = Sandbox::up(&[]) else {
+        return;
+    };
+    if std::env::var_os("DO_TOKEN").is_some() {
+        panic!("DO_TOKEN is set in the test environment; unset it to test sandbox discovery");
+    }
+    let project = infra::project::Project::new(sandbox.test.path(), Path::new("config"));
+    let client = Client::for_project(&project).unwrap();
+    assert_eq!(client.base_url().trim_end_matches('/'), sandbox.url);
+    client.account().await.unwrap();
 }

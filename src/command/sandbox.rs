@@ -1,0 +1,171 @@
+//! `infra sandbox up | down | status | image`: the local DigitalOcean-compatible cloud.
+
+use super::{Env, Failure, Outcome};
+use crate::cli::SandboxAction;
+use crate::sandbox::daemon::{self, SandboxError};
+use crate::sandbox::Faults;
+use crate::table::Table;
+
+pub async fn run(env: &Env, action: SandboxAction) -> Outcome {
+    match action {
+        SandboxAction::Up {
+            fail_rate,
+            latency_ms,
+        } => up(env, fail_rate, latency_ms).await,
+        SandboxAction::Down => down(env).await,
+        SandboxAction::Status => status(env).await,
+        SandboxAction::Image => {
+            let tag = daemon::build_image(&mut progress).await.map_err(failure)?;
+            println!("{tag}");
+            Ok(())
+        }
+        SandboxAction::Serve {
+            port,
+            fail_rate,
+            latency_ms,
+        } => {
+            let faults = Faults::new(fail_rate, latency_ms).map_err(Failure::input)?;
+            daemon::serve(&env.project, port, faults)
+                .await
+                .map_err(failure)
+        }
+    }
+}
+
+fn progress(line: &str) {
+    eprintln!("sandbox: {line}");
+}
+
+fn failure(e: SandboxError) -> Failure {
+    Failure::flow(e.to_string())
+}
+
+async fn up(env: &Env, fail_rate: f64, latency_ms: u64) -> Outcome {
+    let faults = Faults::new(fail_rate, latency_ms).map_err(Failure::input)?;
+    let (info, already) = daemon::up(&env.project, faults, &mut progress)
+        .await
+        .map_err(failure)?;
+    let env_file = env.project.display(&daemon::Paths::of(&env.project).env());
+    if env.options.json {
+        let value = serde_json::json!({
+            "url": info.url,
+            "pid": info.pid,
+            "already_running": already,
+            "env_file": env_file,
+            "DO_API_URL": info.url,
+            "DO_TOKEN": info.token,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("serializable")
+        );
+        return Ok(());
+    }
+    if already {
+        eprintln!(
+            "sandbox: already running at {} (pid {})",
+            info.url, info.pid
+        );
+        if info.faults != faults {
+            eprintln!(
+                "sandbox: it keeps its fault settings (fail rate {}, latency {} ms); `infra sandbox down` first to change them",
+                info.faults.fail_rate, info.faults.latency_ms
+            );
+        }
+    } else {
+        eprintln!("sandbox: running at {} (pid {})", info.url, info.pid);
+    }
+    eprintln!("sandbox: infra commands in this project use it by themselves (its URL and token are in {env_file}); for other tools:");
+    println!("{}", info.exports());
+    Ok(())
+}
+
+async fn down(env: &Env) -> Outcome {
+    let removed = daemon::down(&env.project).await.map_err(failure)?;
+    if env.options.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&removed).expect("serializable")
+        );
+        return Ok(());
+    }
+    if !removed.server_stopped && removed.docker_objects.is_empty() && !removed.files {
+        println!("sandbox: nothing to remove");
+        return Ok(());
+    }
+    if removed.server_stopped {
+        println!("sandbox: server stopped");
+    }
+    if !removed.docker_objects.is_empty() {
+        println!("sandbox: removed {}", summarize(&removed.docker_objects));
+    }
+    if removed.files {
+        println!("sandbox: state removed");
+    }
+    Ok(())
+}
+
+/// `3 containers, 1 image, 1 network`.
+fn summarize(objects: &[String]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for object in objects {
+        let kind = object.split_whitespace().next().unwrap_or("object");
+        match counts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((kind, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn status(env: &Env) -> Outcome {
+    let status = daemon::status(&env.project).await.map_err(failure)?;
+    if env.options.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("serializable")
+        );
+        return Ok(());
+    }
+    match (&status.url, status.pid) {
+        (Some(url), Some(pid)) => println!("sandbox: running at {url} (pid {pid})"),
+        _ => println!("sandbox: not running (`infra sandbox up` starts it)"),
+    }
+    if status.droplets.is_empty() {
+        println!("droplets: none");
+        return Ok(());
+    }
+    let mut table = Table::new(&["ID", "NAME", "STATUS", "IP", "TAGS"]);
+    for d in &status.droplets {
+        table.row(vec![
+            d.id.to_string(),
+            d.name.clone(),
+            d.status.clone(),
+            d.ip.clone().unwrap_or_else(|| "-".into()),
+            d.tags.join(","),
+        ]);
+    }
+    println!("droplets:");
+    print!("{}", table.render(2));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_objects_are_counted_by_kind() {
+        let objects = [
+            "container a".to_string(),
+            "container b".to_string(),
+            "image c".to_string(),
+            "network d".to_string(),
+        ];
+        assert_eq!(summarize(&objects), "2 containers, 1 image, 1 network");
+    }
+}

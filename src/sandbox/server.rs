@@ -1,0 +1,486 @@
+//! The sandbox's HTTP server: DigitalOcean's API v2 subset on 127.0.0.1, with its token
+//! check, rate-limit headers and injected faults, over the shared [`Sandbox`] handle.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State as Extract};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::Mutex;
+
+use crate::cloud::{Action, ActionStatus};
+use crate::sandbox::api::{ApiError, ApiResult};
+use crate::sandbox::backend::Docker;
+use crate::sandbox::faults::{Fault, Faults};
+use crate::sandbox::store::{State, Store};
+use crate::sandbox::{account, catalog, droplets, firewalls, reserved_ips, snapshots, tags};
+
+/// What every route and background task shares.
+pub struct Sandbox {
+    pub state: Mutex<State>,
+    store: Store,
+    pub docker: Docker,
+    /// The droplet image (`infra-droplet:<hash>`).
+    pub image: String,
+    token: String,
+    /// `http://127.0.0.1:<port>`, for links.
+    pub base_url: String,
+    faults: Faults,
+    /// Requests in the last hour, for the `ratelimit-*` headers.
+    recent: std::sync::Mutex<std::collections::VecDeque<u64>>,
+    /// Addresses of deleted droplets whose containers are still being removed.
+    held: std::sync::Mutex<Vec<Ipv4Addr>>,
+}
+
+/// DigitalOcean's hourly request budget, reported in `ratelimit-limit`.
+const HOURLY_LIMIT: usize = 5000;
+
+impl Sandbox {
+    pub fn new(
+        state: State,
+        store: Store,
+        docker: Docker,
+        image: String,
+        token: String,
+        base_url: String,
+        faults: Faults,
+    ) -> Sandbox {
+        Sandbox {
+            state: Mutex::new(state),
+            store,
+            docker,
+            image,
+            token,
+            base_url,
+            faults,
+            recent: Default::default(),
+            held: Default::default(),
+        }
+    }
+
+    pub fn hold_addresses(&self, addresses: impl IntoIterator<Item = Ipv4Addr>) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.extend(addresses);
+    }
+
+    pub fn release_addresses(&self, addresses: impl IntoIterator<Item = Ipv4Addr>) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for address in addresses {
+            if let Some(at) = held.iter().position(|a| *a == address) {
+                held.remove(at);
+            }
+        }
+    }
+
+    pub fn held_addresses(&self) -> Vec<Ipv4Addr> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Persists `state`; a failure is the request's 500.
+    pub fn save(&self, state: &State) -> Result<(), ApiError> {
+        self.store.save(state).map_err(|e| {
+            tracing::error!("cannot save the sandbox state: {e}");
+            ApiError::server_error(format!("the sandbox cannot save its state: {e}"))
+        })
+    }
+
+    /// Persists `state` from a background task, where nobody waits for an answer.
+    pub fn save_quietly(&self, state: &State) {
+        let _ = self.save(state);
+    }
+
+    /// Starts an action on a resource: recorded `in-progress` until [`Sandbox::finish`].
+    pub fn start_action(
+        &self,
+        state: &mut State,
+        kind: &str,
+        resource_id: u64,
+        resource_type: &str,
+        region: &str,
+    ) -> Action {
+        let action = Action {
+            id: state.next_id(),
+            status: ActionStatus::InProgress,
+            kind: kind.to_owned(),
+            started_at: Some(now()),
+            completed_at: None,
+            resource_id: Some(resource_id),
+            resource_type: Some(resource_type.to_owned()),
+            region: catalog::region(region),
+            region_slug: Some(region.to_owned()),
+        };
+        state.actions.push(action.clone());
+        action
+    }
+
+    /// Marks an action completed or errored, and saves.
+    pub async fn finish(&self, action_id: u64, outcome: Result<(), String>) {
+        let mut state = self.state.lock().await;
+        if let Some(action) = state.action_mut(action_id) {
+            action.completed_at = Some(now());
+            action.status = match &outcome {
+                Ok(()) => ActionStatus::Completed,
+                Err(_) => ActionStatus::Errored,
+            };
+            if let Err(reason) = &outcome {
+                tracing::warn!("action {action_id} ({}) failed: {reason}", action.kind);
+            }
+        }
+        self.save_quietly(&state);
+    }
+
+    pub fn action_href(&self, id: u64) -> String {
+        format!("{}/v2/actions/{id}", self.base_url)
+    }
+
+    fn authorized(&self, request: &Request) -> bool {
+        let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+            return false;
+        };
+        let Ok(text) = value.to_str() else {
+            return false;
+        };
+        let presented = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+            .unwrap_or("")
+            .trim();
+        constant_time_eq(presented.as_bytes(), self.token.as_bytes())
+    }
+
+    fn count_request(&self) -> (usize, u64) {
+        let now = unix_seconds();
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        while recent.front().is_some_and(|t| *t + 3600 <= now) {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        let reset = recent.front().map_or(now, |t| t + 3600);
+        (HOURLY_LIMIT.saturating_sub(recent.len()), reset)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Now, as DigitalOcean writes times: `2020-07-21T18:37:44Z`.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Every route of the contract.
+pub fn router(sandbox: Arc<Sandbox>) -> Router {
+    Router::new()
+        .route("/v2/account", get(account::get_account))
+        .route(
+            "/v2/account/keys",
+            get(account::list_keys).post(account::create_key),
+        )
+        .route(
+            "/v2/account/keys/{ssh_key_identifier}",
+            get(account::get_key).delete(account::delete_key),
+        )
+        .route("/v2/actions/{action_id}", get(droplets::get_action))
+        .route(
+            "/v2/droplets",
+            get(droplets::list)
+                .post(droplets::create)
+                .delete(droplets::delete_by_tag),
+        )
+        .route(
+            "/v2/droplets/{droplet_id}",
+            get(droplets::get).delete(droplets::delete),
+        )
+        .route(
+            "/v2/droplets/{droplet_id}/snapshots",
+            get(snapshots::list_for_droplet),
+        )
+        .route(
+            "/v2/droplets/{droplet_id}/actions",
+            get(droplets::list_actions).post(droplets::post_action),
+        )
+        .route(
+            "/v2/droplets/{droplet_id}/actions/{action_id}",
+            get(droplets::get_droplet_action),
+        )
+        .route("/v2/snapshots", get(snapshots::list))
+        .route(
+            "/v2/snapshots/{snapshot_id}",
+            get(snapshots::get).delete(snapshots::delete),
+        )
+        .route("/v2/images/{image_id}", get(snapshots::get_image))
+        .route(
+            "/v2/firewalls",
+            get(firewalls::list).post(firewalls::create),
+        )
+        .route(
+            "/v2/firewalls/{firewall_id}",
+            get(firewalls::get)
+                .put(firewalls::update)
+                .delete(firewalls::delete),
+        )
+        .route(
+            "/v2/firewalls/{firewall_id}/droplets",
+            post(firewalls::add_droplets).delete(firewalls::remove_droplets),
+        )
+        .route(
+            "/v2/firewalls/{firewall_id}/rules",
+            post(firewalls::add_rules).delete(firewalls::remove_rules),
+        )
+        .route("/v2/tags", post(tags::create))
+        .route("/v2/tags/{tag_id}", axum::routing::delete(tags::delete))
+        .route("/v2/tags/{tag_id}/resources", post(tags::assign))
+        .route("/v2/reserved_ips", post(reserved_ips::create))
+        .route(
+            "/v2/reserved_ips/{reserved_ip}",
+            get(reserved_ips::get).delete(reserved_ips::delete),
+        )
+        .route(
+            "/v2/reserved_ips/{reserved_ip}/actions",
+            post(reserved_ips::post_action),
+        )
+        .route("/v2/sizes", get(list_sizes))
+        .route("/v2/regions", get(list_regions))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This method is not allowed on this resource.",
+            )
+        })
+        .layer(middleware::from_fn_with_state(sandbox.clone(), guard))
+        .with_state(sandbox)
+}
+
+/// Latency, then the token, then injected faults; rate-limit headers on every answer.
+async fn guard(Extract(sandbox): Extract<Arc<Sandbox>>, request: Request, next: Next) -> Response {
+    if sandbox.faults.latency_ms > 0 {
+        tokio::time::sleep(sandbox.faults.latency()).await;
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let (remaining, reset) = sandbox.count_request();
+    let mut response = if !sandbox.authorized(&request) {
+        ApiError::unauthorized().into_response()
+    } else {
+        match sandbox.faults.draw() {
+            Fault::None => next.run(request).await,
+            Fault::TooManyRequests => {
+                let mut response = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "API rate limit exceeded.",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+                response
+            }
+            Fault::ServerError => {
+                // Half of the server errors on changes come after the change was made, as when
+                // a real API's answer is lost: a client must look before it repeats a create.
+                if method != axum::http::Method::GET
+                    && rand_core::RngCore::next_u32(&mut rand_core::OsRng) & 1 == 1
+                {
+                    let _ = next.run(request).await;
+                }
+                ApiError::server_error("Unexpected server-side error").into_response()
+            }
+        }
+    };
+    tracing::info!("{method} {path} -> {}", response.status().as_u16());
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(HOURLY_LIMIT as u64));
+    headers.insert("ratelimit-remaining", HeaderValue::from(remaining as u64));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+    response
+}
+
+async fn list_sizes(
+    Extract(sandbox): Extract<Arc<Sandbox>>,
+    axum::extract::Query(query): axum::extract::Query<crate::sandbox::api::Query>,
+) -> ApiResult {
+    let page = crate::sandbox::api::page(catalog::sizes(), &query, &sandbox.base_url, "/v2/sizes")?;
+    Ok(crate::sandbox::api::json(
+        StatusCode::OK,
+        &crate::cloud::SizesPage {
+            sizes: page.items,
+            links: page.links,
+            meta: Some(page.meta),
+        },
+    ))
+}
+
+async fn list_regions(
+    Extract(sandbox): Extract<Arc<Sandbox>>,
+    axum::extract::Query(query): axum::extract::Query<crate::sandbox::api::Query>,
+) -> ApiResult {
+    let page =
+        crate::sandbox::api::page(catalog::regions(), &query, &sandbox.base_url, "/v2/regions")?;
+    Ok(crate::sandbox::api::json(
+        StatusCode::OK,
+        &crate::cloud::RegionsPage {
+            regions: page.items,
+            links: page.links,
+            meta: Some(page.meta),
+        },
+    ))
+}
+
+/// Binds `127.0.0.1:port` (any free port when it is taken or 0).
+pub async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let wanted = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    match tokio::net::TcpListener::bind(wanted).await {
+        Ok(listener) => Ok(listener),
+        Err(_) if port != 0 => tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sandbox: Arc<Sandbox>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(sandbox))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// How long a droplet may take from its container starting to sshd answering.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    //! The routes that need no droplet, over real HTTP; droplets themselves are tested with
+    //! Docker in `tests/integration/sandbox.rs`.
+
+    use super::*;
+    use crate::sandbox::store::NetworkRecord;
+    use serde_json::{json, Value};
+
+    const TOKEN: &str = "dop_v1_unit-test-token";
+
+    async fn start(dir: &std::path::Path) -> String {
+        let mut state = State::new("0badcafe".into());
+        state.network = Some(NetworkRecord {
+            name: "infra-sbx-0badcafe".into(),
+            subnet: "10.213.9.0/24".into(),
+            gateway: Ipv4Addr::new(10, 213, 9, 1),
+        });
+        let listener = bind(0).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sandbox = Arc::new(Sandbox::new(
+            state,
+            Store::new(dir.join("state.json")),
+            Docker::default(),
+            "infra-droplet:test".into(),
+            TOKEN.into(),
+            url.clone(),
+            Faults::default(),
+        ));
+        tokio::spawn(serve(listener, sandbox, std::future::pending()));
+        url
+    }
+
+    async fn call(
+        url: &str,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{url}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        assert!(response.headers().contains_key("ratelimit-remaining"));
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn answers_with_digitalocean_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = start(dir.path()).await;
+        let unauthorized = json!({"id": "unauthorized", "message": "Unable to authenticate you."});
+        assert_eq!(
+            call(&url, "GET", "/v2/account", "wrong", None).await,
+            (401, unauthorized)
+        );
+        let (status, account) = call(&url, "GET", "/v2/account", TOKEN, None).await;
+        assert_eq!(
+            (status, account["account"]["status"].clone()),
+            (200, json!("active"))
+        );
+
+        let key = json!({"name": "k", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBC+Y9vCMVPM7rJSlpdh9hh/3Lb3cwNEp9T6uiCur8B3 a@b"});
+        let (status, created) =
+            call(&url, "POST", "/v2/account/keys", TOKEN, Some(key.clone())).await;
+        assert_eq!(status, 201);
+        assert_eq!(
+            created["ssh_key"]["fingerprint"],
+            json!("0d:5c:8c:8e:0f:dd:d9:7c:39:54:15:fc:e4:d9:1e:4b")
+        );
+        let (status, again) = call(&url, "POST", "/v2/account/keys", TOKEN, Some(key)).await;
+        assert_eq!(
+            (status, again["id"].clone()),
+            (422, json!("unprocessable_entity"))
+        );
+
+        let bad_size = json!({"name": "web1", "size": "s-99", "image": "debian-12-x64"});
+        assert_eq!(
+            call(&url, "POST", "/v2/droplets", TOKEN, Some(bad_size)).await,
+            (
+                422,
+                json!({"id": "unprocessable_entity", "message": "You specified an invalid size for Droplet creation."})
+            )
+        );
+        let not_found =
+            json!({"id": "not_found", "message": "The resource you requested could not be found."});
+        assert_eq!(
+            call(&url, "GET", "/v2/nothing", TOKEN, None).await,
+            (404, not_found)
+        );
+        let (status, missing) = call(&url, "GET", "/v2/droplets/7", TOKEN, None).await;
+        assert_eq!((status, missing["id"].clone()), (404, json!("not_found")));
+        let (status, wrong_method) = call(&url, "PUT", "/v2/account", TOKEN, None).await;
+        assert_eq!(
+            (status, wrong_method["id"].clone()),
+            (405, json!("method_not_allowed"))
+        );
+
+        let (status, sizes) = call(&url, "GET", "/v2/sizes?per_page=3", TOKEN, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(sizes["sizes"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            sizes["links"]["pages"]["next"],
+            json!(format!("{url}/v2/sizes?page=2&per_page=3"))
+        );
+        // Every change is on disk.
+        let saved = Store::new(dir.path().join("state.json"))
+            .load()
+            .unwrap()
+            .unwrap();
+        assert_eq!(saved.ssh_keys.len(), 1);
+    }
+}

@@ -99,6 +99,16 @@ pub enum Command {
     },
     /// Remove a project from the spec (remove_project.rhai).
     RemoveProject { name: String },
+    /// Delete snapshots beyond the retention count (cleanup.rhai); a dry run unless --apply.
+    Cleanup {
+        /// Delete them (without it, only list what would go).
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Allow SSH only from this address (CIDR) and store it (update_admin_ip.rhai).
+    UpdateAdminIp { cidr: String },
+    /// Re-orchestrate whenever infrastructure_spec changes; reload playbooks when they change.
+    Watch,
     /// Print a template rendered with the context infra would deploy it with.
     Render {
         /// A template under templates/, like nginx/nginx.conf.j2 or docker-compose.yml.j2.

@@ -4,6 +4,7 @@
 //! `plan`, `cloud`, ...) know nothing of Rhai; `host` adapts them for playbooks.
 
 pub mod atomic_file;
+pub mod audit;
 pub mod cli;
 pub mod cloud;
 pub mod command;
@@ -17,6 +18,8 @@ pub mod logging;
 pub mod name_map;
 pub mod plan;
 pub mod project;
+pub mod remote;
+pub mod provision;
 pub mod sandbox;
 pub mod schema;
 pub mod state;

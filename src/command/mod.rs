@@ -8,6 +8,7 @@ mod render;
 mod sandbox;
 mod status;
 mod validate;
+mod watch;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -170,6 +171,13 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::RemoveProject { name } => {
             playbook::builtin(env, "remove_project", vec![name], Default::default()).await
         }
+        Command::Cleanup { apply } => {
+            playbook::builtin(env, "cleanup", vec![], playbook::flags(&[("apply", apply)])).await
+        }
+        Command::UpdateAdminIp { cidr } => {
+            playbook::builtin(env, "update_admin_ip", vec![cidr], Default::default()).await
+        }
+        Command::Watch => watch::run(env).await,
         Command::Render {
             template,
             project,

@@ -19,7 +19,9 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope, AST};
 
+use crate::cloud::Client;
 use crate::config::{self, Loaded};
+use crate::provision::Provisioner;
 use crate::project::{Project, Source};
 use crate::state::store::{StateStore, StoreError};
 pub use error::{ErrorKind, ScriptError};
@@ -41,6 +43,7 @@ pub struct Context {
     pub options: RunOptions,
     pub cancel: Arc<AtomicBool>,
     store: Mutex<Option<StateStore>>,
+    provisioner: Mutex<Option<Arc<Provisioner>>>,
 }
 
 impl Context {
@@ -50,7 +53,33 @@ impl Context {
             options,
             cancel,
             store: Mutex::new(None),
+            provisioner: Mutex::new(None),
         }
+    }
+
+    /// The cloud: DigitalOcean with `DO_TOKEN`, else the project's sandbox. Made on first use,
+    /// so playbooks that never touch the cloud need no token.
+    pub fn provisioner(&self) -> Result<Arc<Provisioner>, Box<EvalAltResult>> {
+        let mut guard = self.provisioner.lock().expect("provisioner");
+        if let Some(p) = guard.as_ref() {
+            return Ok(p.clone());
+        }
+        let client = Client::for_project(&self.project).map_err(|e| error::located(e.to_string(), true))?;
+        let p = Arc::new(Provisioner::new(client, self.project.clone(), self.cancel.clone()));
+        *guard = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Runs async core code from a native (natives run on a blocking thread of the runtime).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output, Box<EvalAltResult>> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| error::failure("this native needs infra's async runtime, which this host was not started in"))?;
+        Ok(handle.block_on(future))
+    }
+
+    /// Appends to the audit log.
+    pub fn audit(&self, action: &str, target: &str, result: &str) {
+        crate::audit::record(&self.project, &self.options.command, action, target, result);
     }
 
     pub fn dry_run(&self) -> bool {

@@ -133,3 +133,132 @@ pub fn watch(
         tracing::info!("change detected: re-running `{}`", source.display);
     }
 }
+
+/// What `infra watch` compares: the spec and the deployment config, not the runtime state
+/// that orchestrate writes into the same file (so its own saves never re-trigger it).
+fn spec_fingerprint(ctx: &super::Context) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let path = ctx.project.state_path();
+    let display = ctx.project.display(&path);
+    let doc = crate::document::Document::read(&path, &display).map_err(|p| p.to_string())?;
+    let spec = doc.value.get("infrastructure_spec").cloned().unwrap_or_default();
+    let deployment = std::fs::read_to_string(ctx.project.deployment_path()).unwrap_or_default();
+    let mut hash = Sha256::new();
+    hash.update(spec.to_string().as_bytes());
+    hash.update(deployment.as_bytes());
+    Ok(format!("{:x}", hash.finalize()))
+}
+
+/// `infra watch`: orchestrates now, then again whenever the spec (or the deployment config)
+/// changes; reloads `orchestrate.rhai` and its modules when they change, keeping the previous
+/// version when an edit does not compile; reports an invalid spec without applying anything;
+/// and keeps watching until Ctrl-C.
+pub fn watch_spec(host: &Host) -> Result<(), String> {
+    let ctx = host.ctx.clone();
+    let load = || {
+        ctx.project
+            .playbook("orchestrate")
+            .ok_or_else(|| "playbook `orchestrate` not found".to_string())
+    };
+    let (tx, rx) = mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if !event.kind.is_access() {
+                let _ = tx.send(event.paths);
+            }
+        }
+    })
+    .map_err(|e| format!("cannot watch files: {e}"))?;
+    for dir in [ctx.project.config_dir.clone(), ctx.project.root.join("playbooks"), ctx.project.root.join("stdlib")] {
+        if dir.is_dir() {
+            watcher
+                .watch(&dir, RecursiveMode::NonRecursive)
+                .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
+        }
+    }
+    let spec_files: HashSet<PathBuf> = [ctx.project.state_path(), ctx.project.deployment_path()]
+        .iter()
+        .map(|p| canonical(p))
+        .collect();
+
+    let mut current: Option<Compiled> = None;
+    let mut applied: Option<String> = None;
+    let mut recompile = true;
+    let mut reapply = true;
+    // Say "watching" again only after something was reported, not after ignored events.
+    let mut announce = true;
+    let no_args: IndexMap<String, Dynamic> = IndexMap::new();
+    loop {
+        if recompile {
+            match load().and_then(|source| host.compile(&source).map_err(|e| e.to_string())) {
+                Ok(compiled) => {
+                    if current.is_some() {
+                        tracing::info!("reloaded `{}`", compiled.display);
+                    }
+                    current = Some(compiled);
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    if current.is_some() {
+                        tracing::warn!("keeping the previous version of the playbook");
+                    }
+                    announce = true;
+                }
+            }
+        }
+        if reapply {
+            match spec_fingerprint(&ctx) {
+                Err(problem) => {
+                    tracing::error!("{problem}; nothing applied, still watching");
+                    announce = true;
+                }
+                Ok(fingerprint) if applied.as_ref() != Some(&fingerprint) => {
+                    if let Some(compiled) = &current {
+                        if applied.is_some() {
+                            tracing::info!("the spec changed: orchestrating");
+                        }
+                        match host.run(compiled, &[], &no_args) {
+                            Ok(()) => {}
+                            Err(e) => tracing::error!("{e}"),
+                        }
+                        // Remembered even after a failure: the next edit tries again, and
+                        // the run's own state writes never loop back here.
+                        applied = Some(fingerprint);
+                        announce = true;
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        if announce {
+            tracing::info!("watching the spec and the playbooks (Ctrl-C to stop)");
+        }
+        announce = false;
+        recompile = false;
+        reapply = false;
+        while !recompile && !reapply {
+            if ctx.cancel.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(paths) => {
+                    // Let a burst of writes (an editor's save) settle first.
+                    let mut all = paths;
+                    while let Ok(more) = rx.recv_timeout(DEBOUNCE) {
+                        all.extend(more);
+                    }
+                    for p in &all {
+                        let is_rhai = p.extension().is_some_and(|e| e == "rhai");
+                        if spec_files.contains(&canonical(p)) {
+                            reapply = true;
+                        } else if is_rhai {
+                            recompile = true;
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+}

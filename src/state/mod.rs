@@ -353,6 +353,30 @@ impl State {
         };
     }
 
+    /// Records the cloud's id of a droplet (kept beside what the spec's format knows).
+    pub fn set_droplet_id(&mut self, name: &str, id: u64) -> Result<(), StateError> {
+        match self.section_mut("droplets").get_mut(name).and_then(Value::as_object_mut) {
+            Some(d) => {
+                d.insert("id".into(), json!(id));
+                Ok(())
+            }
+            None => Err(StateError::UnknownDroplet(name.into())),
+        }
+    }
+
+    pub fn droplet_id(&self, name: &str) -> Option<u64> {
+        self.root()?.get("droplets")?.get(name)?.get("id")?.as_u64()
+    }
+
+    /// The administrator's address (CIDR) that SSH is allowed from, as last set.
+    pub fn admin_ip(&self) -> Option<String> {
+        self.root()?.get("admin_ip")?.as_str().map(String::from)
+    }
+
+    pub fn set_admin_ip(&mut self, cidr: &str) {
+        self.root_mut().insert("admin_ip".into(), json!(cidr));
+    }
+
     pub fn update_droplet_ip(&mut self, name: &str, ip: &str) -> Result<(), StateError> {
         if !runtime::is_ipv4(ip) {
             return Err(StateError::InvalidArgument(format!(

@@ -34,6 +34,8 @@ pub struct ProjectSpec {
 pub struct Spec {
     pub droplets: IndexMap<String, DropletSpec>,
     pub projects: IndexMap<String, ProjectSpec>,
+    /// Snapshots `infra cleanup` keeps per droplet.
+    pub snapshot_retention: Option<u32>,
 }
 
 /// Environment names end up in container, upstream and namespace names.
@@ -156,6 +158,9 @@ impl Spec {
                 }
             }
         }
+        spec.snapshot_retention = c
+            .opt_integer(map, path, "snapshot_retention", 1, 100)
+            .map(|n| n as u32);
         spec.check_generated_names(c, path);
         spec
     }

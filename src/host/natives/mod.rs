@@ -2,6 +2,7 @@
 //! Natives are thin: they turn script values into core types, call core, and turn the result
 //! back; errors go through `host::error::{failure, bad_input}`.
 
+mod cloud;
 mod core;
 mod plan;
 mod state;
@@ -15,6 +16,8 @@ use super::error::bad_input;
 use super::Context;
 
 pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
+    cloud::register(engine, ctx);
+    cloud::register_maintenance(engine, ctx);
     core::register(engine, ctx);
     state::register(engine, ctx);
     plan::register(engine, ctx);

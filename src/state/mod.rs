@@ -353,6 +353,16 @@ impl State {
         };
     }
 
+    /// Puts the `droplets` records in `order` (those not named keep their order, after), so
+    /// the file reads in spec order whatever order droplets came up in.
+    pub fn order_droplets(&mut self, order: &[&str]) {
+        let droplets = self.section_mut("droplets");
+        let mut entries: Vec<(String, Value)> = std::mem::take(droplets).into_iter().collect();
+        let rank = |name: &str| order.iter().position(|o| *o == name).unwrap_or(order.len());
+        entries.sort_by_key(|(name, _)| rank(name));
+        droplets.extend(entries);
+    }
+
     /// Records the cloud's id of a droplet (kept beside what the spec's format knows).
     pub fn set_droplet_id(&mut self, name: &str, id: u64) -> Result<(), StateError> {
         match self.section_mut("droplets").get_mut(name).and_then(Value::as_object_mut) {

@@ -242,6 +242,8 @@ fn assign_services(ctx: &Context) -> Result<(), Box<EvalAltResult>> {
                 s.add_project_service(key, service, record);
             }
         }
+        let wanted = required_droplets(&loaded.spec);
+        s.order_droplets(&wanted.keys().map(String::as_str).collect::<Vec<_>>());
         let droplets = s.droplets();
         let ring = monitoring_ring(droplets.keys());
         for (name, d) in droplets {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cloud::{
-    Client, CloudError, Droplet, DropletCreate, DropletSpec, DropletStatus, Firewall,
+    Client, CloudError, DropletCreate, DropletSpec, DropletStatus, Firewall,
     FirewallRequest, ImageRef, InboundRule, Outcome, OutboundRule, Protocol, RuleTarget, SshKey,
     SshKeyRef,
 };
@@ -22,6 +22,8 @@ pub const DEFAULT_IMAGE: &str = "debian-12-x64";
 pub const FLEET_FIREWALL: &str = "infra-fleet";
 /// The firewall that opens HTTP and HTTPS on the master.
 pub const MASTER_FIREWALL: &str = "infra-master";
+/// Attempts at creating droplets whose create stays ambiguous.
+const CREATE_ATTEMPTS: u32 = 4;
 /// How long a new droplet may take to become active.
 pub const ACTIVE_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -41,8 +43,6 @@ pub enum ProvisionError {
         secs: u64,
         status: String,
     },
-    #[error("droplet `{name}` is active but has no public IPv4 address")]
-    NoAddress { name: String },
     #[error("stopped (Ctrl-C)")]
     Cancelled,
 }
@@ -60,6 +60,15 @@ pub struct Provisioner {
     pub client: Client,
     pub project: Project,
     pub cancel: Arc<AtomicBool>,
+    timings: std::sync::Mutex<Timings>,
+}
+
+/// Where a run's time went: waiting on the API, and waiting for droplets to boot (the pauses
+/// between polls). The rest of a run is infra's own work.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Timings {
+    pub api: Duration,
+    pub boot_wait: Duration,
 }
 
 impl Provisioner {
@@ -68,7 +77,27 @@ impl Provisioner {
             client,
             project,
             cancel,
+            timings: Default::default(),
         }
+    }
+
+    pub fn timings(&self) -> Timings {
+        *self.timings.lock().expect("timings")
+    }
+
+    /// Awaits an API call, counting its time.
+    async fn api<T>(&self, call: impl std::future::Future<Output = Result<T, CloudError>>) -> Result<T, CloudError> {
+        let start = Instant::now();
+        let result = call.await;
+        self.timings.lock().expect("timings").api += start.elapsed();
+        result
+    }
+
+    /// Waits for droplets, counting the time.
+    async fn pause(&self, how_long: Duration) {
+        let start = Instant::now();
+        tokio::time::sleep(how_long).await;
+        self.timings.lock().expect("timings").boot_wait += start.elapsed();
     }
 
     fn check_cancel(&self) -> Result<(), ProvisionError> {
@@ -86,67 +115,129 @@ impl Provisioner {
             path: self.project.display(&path),
             source,
         })?;
-        Ok(self.client.ensure_ssh_key("infra", &public).await?)
+        Ok(self.api(self.client.ensure_ssh_key("infra", &public)).await?)
     }
 
-    /// Creates `name` (or adopts the tagged droplet of that name) and waits until it is
-    /// active with a public address.
-    pub async fn create(
-        &self,
-        key: &SshKey,
-        name: &str,
-        wanted: &RequiredDroplet,
-    ) -> Result<Ready, ProvisionError> {
-        self.check_cancel()?;
+    fn request(&self, key: &SshKey, name: &str, wanted: &RequiredDroplet) -> DropletCreate {
         let mut spec = DropletSpec::new(wanted.size.clone(), ImageRef::Slug(DEFAULT_IMAGE.into()));
         spec.region = Some(wanted.region.clone());
         spec.ssh_keys = vec![SshKeyRef::Id(key.id)];
         spec.tags = vec![INFRA_TAG.to_string(), name.to_string()];
-        let request = DropletCreate {
+        DropletCreate {
             name: name.to_string(),
             spec,
-        };
-        let (droplet, outcome) = self.client.ensure_droplet(&request, INFRA_TAG).await?;
-        let droplet = self.wait_active(droplet).await?;
-        let ip = droplet
-            .public_ipv4()
-            .ok_or_else(|| ProvisionError::NoAddress { name: name.into() })?;
-        Ok(Ready {
-            name: name.to_string(),
-            id: droplet.id,
-            ip: ip.to_string(),
-            outcome,
-        })
+        }
     }
 
-    async fn wait_active(&self, mut droplet: Droplet) -> Result<Droplet, ProvisionError> {
+    /// Brings every droplet in `wanted` up: adopts those that already exist with the `infra`
+    /// tag, creates the rest (concurrently), then polls the whole fleet with one request per
+    /// round until each is active, sending each to `ready` as it comes up so its record can be
+    /// saved at once. After an ambiguous create (the answer was lost) the fleet is listed
+    /// again before the missing ones are tried once more: a droplet is never made twice.
+    pub async fn bring_up(
+        &self,
+        key: &SshKey,
+        wanted: &[(String, RequiredDroplet)],
+        ready: tokio::sync::mpsc::UnboundedSender<Ready>,
+    ) -> Result<(), ProvisionError> {
+        use std::collections::HashMap;
+        let mut ids: HashMap<String, (u64, Outcome)> = HashMap::new();
+        let mut attempt = 0;
+        loop {
+            self.check_cancel()?;
+            let existing = self.api(self.client.list_droplets_by_tag(INFRA_TAG)).await?;
+            for (name, _) in wanted {
+                if !ids.contains_key(name) {
+                    if let Some(d) = existing.iter().find(|d| &d.name == name) {
+                        ids.insert(name.clone(), (d.id, Outcome::Adopted));
+                    }
+                }
+            }
+            let missing: Vec<&(String, RequiredDroplet)> =
+                wanted.iter().filter(|(n, _)| !ids.contains_key(n)).collect();
+            if missing.is_empty() {
+                break;
+            }
+            attempt += 1;
+            let mut creates = tokio::task::JoinSet::new();
+            for (name, d) in missing {
+                let client = self.client.clone();
+                let request = self.request(key, name, d);
+                creates.spawn(async move { (request.name.clone(), client.create_droplet(&request).await) });
+            }
+            let mut ambiguous = false;
+            let creating = Instant::now();
+            while let Some(joined) = creates.join_next().await {
+                let (name, result) = joined.expect("create task");
+                match result {
+                    Ok(created) => {
+                        ids.insert(name, (created.droplet.id, Outcome::Created));
+                    }
+                    Err(e) if e.is_ambiguous() && attempt < CREATE_ATTEMPTS => {
+                        tracing::warn!("creating droplet `{name}` may or may not have worked ({e}); looking for it before trying again");
+                        ambiguous = true;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.timings.lock().expect("timings").api += creating.elapsed();
+            if !ambiguous {
+                break;
+            }
+            self.pause(Duration::from_millis(250 * u64::from(attempt))).await;
+        }
+
+        // One listing per round for all of them, gently spaced: a new droplet takes seconds
+        // on the sandbox and about a minute on DigitalOcean, and every poll counts against
+        // the rate limit.
         let started = Instant::now();
         let mut delay = Duration::from_millis(500);
-        while droplet.status != DropletStatus::Active || droplet.public_ipv4().is_none() {
+        let mut waiting: HashMap<u64, (String, Outcome)> =
+            ids.into_iter().map(|(name, (id, outcome))| (id, (name, outcome))).collect();
+        let mut first = true;
+        while !waiting.is_empty() {
             self.check_cancel()?;
+            let fleet = if first {
+                // Adopted droplets are often active already: look before sleeping.
+                first = false;
+                self.api(self.client.list_droplets_by_tag(INFRA_TAG)).await?
+            } else {
+                self.pause(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                self.api(self.client.list_droplets_by_tag(INFRA_TAG)).await?
+            };
+            for droplet in fleet {
+                let up = droplet.status == DropletStatus::Active && droplet.public_ipv4().is_some();
+                if let (true, Some((name, outcome))) = (up, waiting.get(&droplet.id)) {
+                    let ip = droplet.public_ipv4().expect("checked").to_string();
+                    let _ = ready.send(Ready {
+                        name: name.clone(),
+                        id: droplet.id,
+                        ip,
+                        outcome: *outcome,
+                    });
+                    waiting.remove(&droplet.id);
+                }
+            }
             if started.elapsed() > ACTIVE_TIMEOUT {
+                let (id, (name, _)) = waiting.iter().next().expect("some are waiting");
                 return Err(ProvisionError::NotActive {
-                    name: droplet.name.clone(),
-                    id: droplet.id,
+                    name: name.clone(),
+                    id: *id,
                     secs: ACTIVE_TIMEOUT.as_secs(),
-                    status: format!("{:?}", droplet.status).to_lowercase(),
+                    status: "not active".into(),
                 });
             }
-            tokio::time::sleep(delay).await;
-            // Poll gently: a new droplet takes seconds on the sandbox, about a minute on
-            // DigitalOcean, and every poll counts against the rate limit.
-            delay = (delay * 2).min(Duration::from_secs(5));
-            droplet = self.client.get_droplet(droplet.id).await?;
         }
-        Ok(droplet)
+        Ok(())
     }
 
     /// Deletes the tagged droplet `name`; `false` when there was none.
     pub async fn destroy(&self, name: &str) -> Result<bool, ProvisionError> {
         self.check_cancel()?;
-        match self.client.find_tagged_droplet(name, INFRA_TAG).await? {
+        match self.api(self.client.find_tagged_droplet(name, INFRA_TAG)).await? {
             Some(droplet) => {
-                self.client.delete_droplet(droplet.id).await?;
+                self.api(self.client.delete_droplet(droplet.id)).await?;
                 Ok(true)
             }
             None => Ok(false),
@@ -159,16 +250,16 @@ impl Provisioner {
         admin_cidr: &str,
         master_id: Option<u64>,
     ) -> Result<Vec<String>, ProvisionError> {
-        let existing = self.client.list_firewalls().await?;
+        let existing = self.api(self.client.list_firewalls()).await?;
         let mut changed = Vec::new();
         for wanted in wanted_firewalls(admin_cidr, master_id) {
             match existing.iter().find(|f| f.name == wanted.name) {
                 None => {
-                    self.client.create_firewall(&wanted).await?;
+                    self.api(self.client.create_firewall(&wanted)).await?;
                     changed.push(format!("created firewall `{}`", wanted.name));
                 }
                 Some(have) if !same_firewall(have, &wanted) => {
-                    self.client.update_firewall(&have.id, &wanted).await?;
+                    self.api(self.client.update_firewall(&have.id, &wanted)).await?;
                     changed.push(format!("updated firewall `{}`", wanted.name));
                 }
                 Some(_) => {}
@@ -300,7 +391,7 @@ impl Provisioner {
             .collect();
         let mut by_droplet: std::collections::BTreeMap<String, Vec<crate::cloud::Snapshot>> =
             Default::default();
-        for s in self.client.list_snapshots().await? {
+        for s in self.api(self.client.list_snapshots()).await? {
             if s.name.starts_with(SNAPSHOT_PREFIX) || ours.contains(&s.resource_id) {
                 by_droplet.entry(s.resource_id.clone()).or_default().push(s);
             }

@@ -44,6 +44,8 @@ pub struct Context {
     pub cancel: Arc<AtomicBool>,
     store: Mutex<Option<StateStore>>,
     provisioner: Mutex<Option<Arc<Provisioner>>>,
+    /// When the run began, for the timings a run reports.
+    pub started: std::time::Instant,
 }
 
 impl Context {
@@ -54,6 +56,7 @@ impl Context {
             cancel,
             store: Mutex::new(None),
             provisioner: Mutex::new(None),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -68,6 +71,11 @@ impl Context {
         let p = Arc::new(Provisioner::new(client, self.project.clone(), self.cancel.clone()));
         *guard = Some(p.clone());
         Ok(p)
+    }
+
+    /// The provisioner if this run made one (without making one).
+    pub fn provisioner_if_used(&self) -> Option<Arc<Provisioner>> {
+        self.provisioner.lock().expect("provisioner").clone()
     }
 
     /// Runs async core code from a native (natives run on a blocking thread of the runtime).

@@ -7,17 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::report_dry_run;
 use crate::host::error::{bad_input, failure, located};
 use crate::host::{store_error, Context};
 use crate::provision::{ProvisionError, Ready};
 use crate::state::placement::{monitoring_ring, required_droplets};
-
-/// Droplets created at once; DigitalOcean allows ten per request and 250 requests a minute.
-const FAN_OUT: usize = 8;
 
 fn names(value: Dynamic) -> Result<Vec<String>, Box<EvalAltResult>> {
     if value.is_string() {
@@ -131,56 +126,49 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
     }
     let p = ctx.provisioner()?;
     let key = ctx.block_on(p.ensure_key())?.map_err(cloud_error)?;
-    let gate = Arc::new(Semaphore::new(FAN_OUT));
-    let mut set = JoinSet::new();
-    let started = Instant::now();
-    ctx.block_on(async {
-        for (name, d) in jobs.clone() {
-            let (p, key, gate) = (p.clone(), key.clone(), gate.clone());
-            set.spawn(async move {
-                let _permit = gate.acquire_owned().await;
-                let result = p.create(&key, &name, &d).await;
-                (name, d, result)
-            });
-        }
-    })?;
     for (name, _) in &jobs {
         progress(ctx, "droplet_creating", name, "creating (or adopting the tagged droplet)", serde_json::json!({}));
     }
-    let mut failures = Vec::new();
-    while let Some(joined) = ctx.block_on(set.join_next())? {
-        let (name, d, result) = joined.map_err(|e| failure(format!("a droplet task failed: {e}")))?;
-        match result {
-            Ok(ready) => {
-                record_droplet(ctx, &ready, &d)?;
-                let secs = started.elapsed().as_secs_f64();
-                let how = match ready.outcome {
-                    crate::cloud::Outcome::Created => "created",
-                    crate::cloud::Outcome::Adopted => "adopted",
-                };
-                progress(
-                    ctx,
-                    "droplet_ready",
-                    &name,
-                    &format!("active at {} ({how}, {secs:.1} s)", ready.ip),
-                    serde_json::json!({"ip": ready.ip, "id": ready.id, "outcome": how, "seconds": secs}),
-                );
-                ctx.audit("create_droplet", &name, &format!("{how}, {}", ready.ip));
-                let mut m = Map::new();
-                m.insert("ip".into(), ready.ip.clone().into());
-                m.insert("id".into(), (ready.id as i64).into());
-                m.insert("outcome".into(), how.into());
-                out.insert(name.as_str().into(), m.into());
-            }
-            Err(ProvisionError::Cancelled) => return Err(cloud_error(ProvisionError::Cancelled)),
-            Err(e) => {
-                ctx.audit("create_droplet", &name, &format!("failed: {e}"));
-                failures.push(format!("droplet `{name}`: {e}"));
-            }
-        }
+    let started = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = {
+        let (p, key, jobs) = (p.clone(), key.clone(), jobs.clone());
+        ctx.block_on(async move { tokio::spawn(async move { p.bring_up(&key, &jobs, tx).await }) })?
+    };
+    // Each droplet is recorded as it comes up, so a crash keeps what exists.
+    while let Some(ready) = ctx.block_on(rx.recv())? {
+        let d = &jobs.iter().find(|(n, _)| n == &ready.name).expect("a droplet asked for").1;
+        record_droplet(ctx, &ready, d)?;
+        let secs = started.elapsed().as_secs_f64();
+        let how = match ready.outcome {
+            crate::cloud::Outcome::Created => "created",
+            crate::cloud::Outcome::Adopted => "adopted",
+        };
+        progress(
+            ctx,
+            "droplet_ready",
+            &ready.name,
+            &format!("active at {} ({how}, {secs:.1} s)", ready.ip),
+            serde_json::json!({"ip": ready.ip, "id": ready.id, "outcome": how, "seconds": secs}),
+        );
+        ctx.audit("create_droplet", &ready.name, &format!("{how}, {}", ready.ip));
+        let mut m = Map::new();
+        m.insert("ip".into(), ready.ip.clone().into());
+        m.insert("id".into(), (ready.id as i64).into());
+        m.insert("outcome".into(), how.into());
+        out.insert(ready.name.as_str().into(), m.into());
     }
-    if !failures.is_empty() {
-        return Err(located(failures.join("\nerror: "), false));
+    match ctx.block_on(task)? {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            for (name, _) in &jobs {
+                if !out.contains_key(name.as_str()) {
+                    ctx.audit("create_droplet", name, &format!("failed: {e}"));
+                }
+            }
+            return Err(cloud_error(e));
+        }
+        Err(e) => return Err(failure(format!("the droplet task failed: {e}"))),
     }
     Ok(out)
 }
@@ -292,6 +280,20 @@ fn ensure_firewall(ctx: &Context, admin: &str) -> Result<(), Box<EvalAltResult>>
 }
 
 pub fn register_maintenance(engine: &mut Engine, ctx: &Arc<Context>) {
+    // Where this run's time went: the API, waiting for droplets, and infra's own work.
+    let c = ctx.clone();
+    engine.register_fn("cloud_timings", move || -> Map {
+        let total = c.started.elapsed();
+        let t = c.provisioner_if_used().map(|p| p.timings()).unwrap_or_default();
+        let own = total.saturating_sub(t.api + t.boot_wait);
+        let ms = |d: std::time::Duration| Dynamic::from((d.as_secs_f64() * 1000.0).round() as i64);
+        let mut m = Map::new();
+        m.insert("total_ms".into(), ms(total));
+        m.insert("api_ms".into(), ms(t.api));
+        m.insert("boot_wait_ms".into(), ms(t.boot_wait));
+        m.insert("own_ms".into(), ms(own));
+        m
+    });
     let c = ctx.clone();
     engine.register_fn("update_admin_ip", move |cidr: &str| -> Result<(), Box<EvalAltResult>> {
         crate::provision::check_cidr(cidr).map_err(bad_input)?;

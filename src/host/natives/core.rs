@@ -38,6 +38,17 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn("dry_run", move || c.dry_run());
     let c = ctx.clone();
     engine.register_fn("json_output", move || c.options.json);
+    // One JSON event on stdout with --json; a plain line without it.
+    let c = ctx.clone();
+    engine.register_fn("emit", move |event: rhai::Map, text: &str| -> Result<(), Box<EvalAltResult>> {
+        if c.options.json {
+            let v: serde_json::Value = from_dynamic(&Dynamic::from_map(event), "a map of event fields")?;
+            println!("{v}");
+        } else {
+            println!("{text}");
+        }
+        Ok(())
+    });
     engine.register_fn(
         "to_json",
         |value: Dynamic| -> Result<String, Box<EvalAltResult>> {

@@ -89,6 +89,12 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     getter!(engine, ctx, "summary", |s| s.summary());
     getter!(engine, ctx, "validate_state", |s| s.validate_state());
 
+    // Holds the state lock for the rest of the run (edits take it anyway; this is for runs
+    // that must decide under it, like orchestration planning before it acts).
+    let c = ctx.clone();
+    engine.register_fn("lock_state", move || -> Result<(), Box<EvalAltResult>> {
+        c.store()?.lock().map_err(store_error)
+    });
     let c = ctx.clone();
     engine.register_fn(
         "required_services",

@@ -125,6 +125,8 @@ impl Default for Layout {
 struct Frame {
     pointer: String,
     is_object: bool,
+    /// Byte offset of the opening bracket.
+    start: usize,
     start_line: usize,
     index: usize,
     key: Option<String>,
@@ -174,6 +176,7 @@ impl Layout {
                     stack.push(Frame {
                         pointer,
                         is_object: c == b'{',
+                        start: i,
                         start_line: line,
                         index: 0,
                         key: None,
@@ -182,9 +185,13 @@ impl Layout {
                 }
                 b'}' | b']' => {
                     if let Some(frame) = stack.pop() {
-                        layout
-                            .inline
-                            .insert(frame.pointer, frame.start_line == line);
+                        // An empty `{}` or `[]` says nothing about how its contents were laid
+                        // out: it takes the default once filled.
+                        if !text[frame.start + 1..i].trim().is_empty() {
+                            layout
+                                .inline
+                                .insert(frame.pointer, frame.start_line == line);
+                        }
                     }
                 }
                 b',' => {

@@ -255,7 +255,7 @@ impl Provisioner {
         for wanted in wanted_firewalls(admin_cidr, master_id) {
             match existing.iter().find(|f| f.name == wanted.name) {
                 None => {
-                    self.api(self.client.create_firewall(&wanted)).await?;
+                    self.create_firewall(&wanted).await?;
                     changed.push(format!("created firewall `{}`", wanted.name));
                 }
                 Some(have) if !same_firewall(have, &wanted) => {
@@ -266,6 +266,30 @@ impl Provisioner {
             }
         }
         Ok(changed)
+    }
+
+    /// Creates the firewall `wanted`; after an ambiguous answer (a 5xx once the request may
+    /// have arrived) it looks for it by name, and updates the one found, before trying again.
+    async fn create_firewall(&self, wanted: &FirewallRequest) -> Result<(), ProvisionError> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            match self.api(self.client.create_firewall(wanted)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_ambiguous() && attempt < 4 => {
+                    tracing::warn!("creating firewall `{}` may or may not have worked ({e}); looking for it before trying again", wanted.name);
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                    let existing = self.api(self.client.list_firewalls()).await?;
+                    if let Some(have) = existing.iter().find(|f| f.name == wanted.name) {
+                        if !same_firewall(have, wanted) {
+                            self.api(self.client.update_firewall(&have.id, wanted)).await?;
+                        }
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 

@@ -85,6 +85,17 @@ impl Context {
         Ok(handle.block_on(future))
     }
 
+    /// Starts async core code in the background (natives run on a blocking thread).
+    pub fn spawn<F>(&self, future: F) -> Result<tokio::task::JoinHandle<F::Output>, Box<EvalAltResult>>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| error::failure("this native needs infra's async runtime, which this host was not started in"))?;
+        Ok(handle.spawn(future))
+    }
+
     /// Appends to the audit log.
     pub fn audit(&self, action: &str, target: &str, result: &str) {
         crate::audit::record(&self.project, &self.options.command, action, target, result);

@@ -400,10 +400,18 @@ fn discover_json_reports_endpoints_workers_and_secret_names() {
     assert_eq!(services.len(), 4);
 }
 
+// `scale`, `add-project` and `remove-project` apply their change by orchestrating, which needs
+// a cloud: the tests here drive the natives they are made of (`scale_project_spec`, ...,
+// `show_plan(plan())`) through `infra run`, or the commands with `--dry-run`; the commands' full
+// behaviour is tested on the sandbox in `orchestrate.rs`.
+
+/// Edits the spec the way `infra scale` does, then shows the plan, without applying it.
+const SCALE_TO_3: &str = "scale_project_spec(\"hostomatic\", 3);\nshow_plan(plan());\n";
+
 #[test]
 fn scale_changes_the_spec_and_shows_the_new_droplet() {
-    let test = Test::init();
-    let out = test.infra(["scale", "hostomatic", "3"]);
+    let test = Test::init().file("scale.rhai", SCALE_TO_3);
+    let out = test.infra(["run", "scale.rhai"]);
     out.assert_success()
         .assert_stdout_contains(
             "  + droplet hostomatic-web3 (s-2vcpu-4gb, lon1, web, project hostomatic)\n",
@@ -415,9 +423,7 @@ fn scale_changes_the_spec_and_shows_the_new_droplet() {
         .assert_stdout_contains(
             "  + service hostomatic-prod-worker_email (worker) on hostomatic-web1\n",
         )
-        .assert_stderr(
-            "set infrastructure_spec.projects.hostomatic.web_droplets to 3: saved\nrun `infra orchestrate` to apply\n",
-        );
+        .assert_stderr("set infrastructure_spec.projects.hostomatic.web_droplets to 3: saved\n");
     assert_eq!(
         test.json("config/infrastructure.json")["infrastructure_spec"]["projects"]["hostomatic"]
             ["web_droplets"],
@@ -425,28 +431,57 @@ fn scale_changes_the_spec_and_shows_the_new_droplet() {
     );
 }
 
+/// `infra --dry-run scale` shows the same plan as the playbook above and changes nothing.
+#[test]
+fn dry_run_scale_shows_the_new_droplet_and_changes_nothing() {
+    let test = Test::init().file("scale.rhai", SCALE_TO_3);
+    let edited = test
+        .infra(["run", "scale.rhai"])
+        .assert_success()
+        .stdout
+        .clone();
+    let test = Test::init();
+    let before = test.snapshot();
+    let out = test.infra(["--dry-run", "scale", "hostomatic", "3"]);
+    out.assert_success()
+        .assert_stdout(&format!(
+            "[dry-run] would set infrastructure_spec.projects.hostomatic.web_droplets to 3\n{edited}"
+        ))
+        .assert_stderr("");
+    before.assert_same(&test.snapshot());
+}
+
 #[test]
 fn remove_project_changes_the_spec_and_shows_the_plan() {
-    let test = Test::init();
-    test.infra(["add-project", "shop", "prod", "1", "s-1vcpu-1gb"])
-        .assert_success();
-    let out = test.infra(["remove-project", "shop"]);
+    let test = Test::init()
+        .file(
+            "add.rhai",
+            "add_project_spec(\"shop\", [\"prod\"], 1, \"s-1vcpu-1gb\");\n",
+        )
+        .file(
+            "remove.rhai",
+            "remove_project_spec(\"shop\");\nshow_plan(plan());\n",
+        );
+    test.infra(["run", "add.rhai"]).assert_success();
+    let out = test.infra(["run", "remove.rhai"]);
     out.assert_success()
         .assert_stdout(INIT_PLAN)
-        .assert_stderr(
-            "remove project `shop` from infrastructure_spec.projects: saved\nrun `infra orchestrate` to apply\n",
-        );
+        .assert_stderr("remove project `shop` from infrastructure_spec.projects: saved\n");
     assert_eq!(
         test.read("config/infrastructure.json"),
         infra::project::embedded("config/infrastructure.json").unwrap()
     );
 }
 
-/// Removing a project that deployment_config.json describes (both of the init project's do).
+/// Removing a project that deployment_config.json describes (both of the init project's do):
+/// its services go from the deployment config too.
 #[test]
 fn remove_project_described_in_the_deployment_config() {
-    let test = Test::init();
-    let out = test.infra(["remove-project", "digitalpixo"]);
+    let test = Test::init().file(
+        "remove.rhai",
+        "remove_project_spec(\"digitalpixo\");\nshow_plan(plan());\n",
+    );
+    let out = test.infra(["run", "remove.rhai"]);
     out.assert_success()
         .assert_stdout_contains("Plan: 3 droplets to create");
     assert!(
@@ -454,6 +489,21 @@ fn remove_project_described_in_the_deployment_config() {
             .get("digitalpixo")
             .is_none()
     );
+    assert!(test.json("config/deployment_config.json")["projects"]
+        .get("digitalpixo")
+        .is_none());
+    test.infra(["validate"]).assert_success();
+}
+
+/// `infra --dry-run remove-project` shows the plan without the project and changes nothing.
+#[test]
+fn dry_run_remove_project_shows_the_plan_and_changes_nothing() {
+    let test = Test::init();
+    let before = test.snapshot();
+    test.infra(["--dry-run", "remove-project", "digitalpixo"])
+        .assert_success()
+        .assert_stdout_contains("Plan: 3 droplets to create");
+    before.assert_same(&test.snapshot());
 }
 
 #[test]
@@ -478,8 +528,11 @@ fn ctrl_c_stops_a_sleeping_playbook_with_exit_130() {
             .is_object()
     );
     assert_eq!(test.read("config/.infra/state.lock"), "");
-    test.infra(["add-project", "other", "prod", "1", "s-1vcpu-1gb"])
-        .assert_success();
+    test.write(
+        "other.rhai",
+        "add_project_spec(\"other\", [\"prod\"], 1, \"s-1vcpu-1gb\");\n",
+    );
+    test.infra(["run", "other.rhai"]).assert_success();
 }
 
 #[test]

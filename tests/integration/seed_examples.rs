@@ -215,8 +215,9 @@ fn state_api_edits_of_seed_state_examples_undo_to_the_same_bytes() {
     }
 }
 
-/// The quick start's state file, and the state `infra init` writes, through the commands that
-/// edit them.
+/// The quick start's state file, and the state `infra init` writes, through the natives that
+/// `infra add-project` and `infra remove-project` edit them with (run as playbooks: the commands
+/// themselves go on to orchestrate, which `orchestrate.rs` tests on the sandbox).
 #[test]
 fn add_project_then_remove_project_restores_the_file_exactly() {
     for (label, text) in [
@@ -231,16 +232,24 @@ fn add_project_then_remove_project_restores_the_file_exactly() {
                 .to_string(),
         ),
     ] {
-        let test = Test::new().file("config/infrastructure.json", &text);
-        test.infra(["add-project", "x", "prod", "1", "s-1vcpu-1gb"])
-            .assert_success();
+        let test = Test::new()
+            .file("config/infrastructure.json", &text)
+            .file(
+                "add.rhai",
+                "add_project_spec(\"x\", [\"prod\"], 1, \"s-1vcpu-1gb\");\nshow_plan(plan());\n",
+            )
+            .file(
+                "remove.rhai",
+                "remove_project_spec(\"x\");\nshow_plan(plan());\n",
+            );
+        test.infra(["run", "add.rhai"]).assert_success();
         let edited = test.json("config/infrastructure.json");
         assert_eq!(
             edited["infrastructure_spec"]["projects"]["x"],
             json!({"environments": ["prod"], "web_droplets": 1, "web_droplet_spec": "s-1vcpu-1gb"}),
             "{label}"
         );
-        test.infra(["remove-project", "x"]).assert_success();
+        test.infra(["run", "remove.rhai"]).assert_success();
         assert_eq!(test.read("config/infrastructure.json"), text, "{label}");
     }
 }
@@ -248,14 +257,19 @@ fn add_project_then_remove_project_restores_the_file_exactly() {
 #[test]
 fn scale_up_then_back_restores_the_file_exactly() {
     let text = fixture("quickstart_infrastructure.json");
-    let test = Test::new().file("config/infrastructure.json", &text);
-    test.infra(["scale", "hostomatic", "3"]).assert_success();
+    let test = Test::new().file("config/infrastructure.json", &text).file(
+        "scale.rhai",
+        "scale_project_spec(ARGS[0], parse_int(ARGS[1]));\nshow_plan(plan());\n",
+    );
+    test.infra(["run", "scale.rhai", "hostomatic", "3"])
+        .assert_success();
     assert_eq!(
         test.json("config/infrastructure.json")["infrastructure_spec"]["projects"]["hostomatic"]
             ["web_droplets"],
         3
     );
-    test.infra(["scale", "hostomatic", "2"]).assert_success();
+    test.infra(["run", "scale.rhai", "hostomatic", "2"])
+        .assert_success();
     assert_eq!(test.read("config/infrastructure.json"), text);
 }
 

@@ -13,6 +13,14 @@ const STATE: &str = "config/infrastructure.json";
 /// A playbook that edits the state (taking the lock), says so, and waits to be interrupted.
 const HOLD: &str = "add_project_spec(\"holder\", [\"prod\"], 1, \"s-1vcpu-1gb\");\nlog(\"holding\");\nsleep(600);\n";
 
+/// What `infra add-project shop prod 1 s-1vcpu-1gb` does to the spec, without orchestrating
+/// afterwards (which needs a cloud; `orchestrate.rs` tests that on the sandbox).
+const ADD_SHOP: &str =
+    "add_project_spec(\"shop\", [\"prod\"], 1, \"s-1vcpu-1gb\");\nshow_plan(plan());\n";
+
+/// `remove_project_spec(ARGS[0])`, what `infra remove-project` edits the spec with.
+const REMOVE: &str = "remove_project_spec(ARGS[0]);\nshow_plan(plan());\n";
+
 fn projects(test: &Test) -> Vec<String> {
     let state: Value = test.json(STATE);
     state["infrastructure_spec"]["projects"]
@@ -50,19 +58,13 @@ fn a_second_writer_fails_naming_the_holder() {
 
 #[test]
 fn a_second_writer_with_a_lock_timeout_waits_and_then_succeeds() {
-    let test = Test::init().file("hold.rhai", HOLD);
+    let test = Test::init()
+        .file("hold.rhai", HOLD)
+        .file("add.rhai", ADD_SHOP);
     let mut holder = test.spawn(["run", "hold.rhai"]);
     holder.wait_for("holding");
 
-    let waiter = test.spawn([
-        "--lock-timeout",
-        "20",
-        "add-project",
-        "shop",
-        "prod",
-        "1",
-        "s-1vcpu-1gb",
-    ]);
+    let waiter = test.spawn(["--lock-timeout", "20", "run", "add.rhai"]);
     // Give the waiter a moment to start waiting (the test passes either way).
     std::thread::sleep(std::time::Duration::from_millis(500));
     holder.signal("INT");
@@ -82,10 +84,12 @@ fn a_second_writer_with_a_lock_timeout_waits_and_then_succeeds() {
 
 #[test]
 fn a_process_killed_while_saving_leaves_a_file_that_parses() {
-    let test = Test::init().file(
-        "churn.rhai",
-        "loop {\n    if \"churn\" in spec().projects {\n        remove_project_spec(\"churn\");\n    } else {\n        add_project_spec(\"churn\", [\"prod\"], 1, \"s-1vcpu-1gb\");\n    }\n}\n",
-    );
+    let test = Test::init()
+        .file(
+            "churn.rhai",
+            "loop {\n    if \"churn\" in spec().projects {\n        remove_project_spec(\"churn\");\n    } else {\n        add_project_spec(\"churn\", [\"prod\"], 1, \"s-1vcpu-1gb\");\n    }\n}\n",
+        )
+        .file("remove.rhai", REMOVE);
     let original = test.read(STATE);
     for round in 0..6 {
         let mut running = test.spawn(["run", "churn.rhai"]);
@@ -117,7 +121,7 @@ fn a_process_killed_while_saving_leaves_a_file_that_parses() {
     }
     // Left as it was: the last run may have died between add and remove.
     if projects(&test).contains(&"churn".to_string()) {
-        test.infra(["remove-project", "churn"]).assert_success();
+        test.infra(["run", "remove.rhai", "churn"]).assert_success();
     }
     assert_eq!(test.read(STATE), original);
 }
@@ -133,30 +137,32 @@ fn a_stale_lock_is_taken_over() {
         r#"{{"pid":{dead},"host":"{}","command":"infra orchestrate","since":"2020-01-01T00:00:00Z"}}"#,
         infra::state::lock::host_name()
     );
-    let test = Test::init().file("config/.infra/state.lock", &stale);
-    test.infra(["add-project", "shop", "prod", "1", "s-1vcpu-1gb"])
+    let test = Test::init()
+        .file("config/.infra/state.lock", &stale)
+        .file("add.rhai", ADD_SHOP)
+        .file("remove.rhai", REMOVE);
+    test.infra(["run", "add.rhai"])
         .assert_success()
         .assert_stderr(&format!(
             "warning: took over a stale lock left by pid {dead} (`infra orchestrate`, since 2020-01-01T00:00:00Z)\n\
-             add project `shop` to infrastructure_spec.projects (environments prod; 1 web droplet of s-1vcpu-1gb): saved\n\
-             run `infra orchestrate` to apply\n"
+             add project `shop` to infrastructure_spec.projects (environments prod; 1 web droplet of s-1vcpu-1gb): saved\n"
         ));
     assert!(projects(&test).contains(&"shop".to_string()));
     // Released: the lock file is emptied, and the next writer finds nothing stale.
     assert_eq!(test.read("config/.infra/state.lock"), "");
-    test.infra(["remove-project", "shop"])
+    test.infra(["run", "remove.rhai", "shop"])
         .assert_success()
-        .assert_stderr(
-            "remove project `shop` from infrastructure_spec.projects: saved\nrun `infra orchestrate` to apply\n",
-        );
+        .assert_stderr("remove project `shop` from infrastructure_spec.projects: saved\n");
 }
 
 #[test]
 fn saves_after_a_crash_leave_no_temp_files_behind() {
-    let test = Test::init().file(
-        "churn.rhai",
-        "loop {\n    if \"churn\" in spec().projects {\n        remove_project_spec(\"churn\");\n    } else {\n        add_project_spec(\"churn\", [\"prod\"], 1, \"s-1vcpu-1gb\");\n    }\n}\n",
-    );
+    let test = Test::init()
+        .file(
+            "churn.rhai",
+            "loop {\n    if \"churn\" in spec().projects {\n        remove_project_spec(\"churn\");\n    } else {\n        add_project_spec(\"churn\", [\"prod\"], 1, \"s-1vcpu-1gb\");\n    }\n}\n",
+        )
+        .file("add.rhai", ADD_SHOP);
     for round in 0..10 {
         let mut running = test.spawn(["run", "churn.rhai"]);
         for _ in 0..(3 + round) {
@@ -165,8 +171,7 @@ fn saves_after_a_crash_leave_no_temp_files_behind() {
         running.signal("KILL");
         running.finish();
     }
-    test.infra(["add-project", "shop", "prod", "1", "s-1vcpu-1gb"])
-        .assert_success();
+    test.infra(["run", "add.rhai"]).assert_success();
     let leftovers: Vec<String> = std::fs::read_dir(test.path().join("config"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

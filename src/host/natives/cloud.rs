@@ -29,6 +29,13 @@ fn names(value: Dynamic) -> Result<Vec<String>, Box<EvalAltResult>> {
         .collect()
 }
 
+/// Takes the state lock before the first change to the cloud, so a second run started at the
+/// same time stops (or waits, with `--lock-timeout`) before it registers a key or creates a
+/// droplet the first one is creating.
+fn hold_lock(ctx: &Context) -> Result<(), Box<EvalAltResult>> {
+    ctx.store()?.lock().map_err(store_error)
+}
+
 fn cloud_error(e: ProvisionError) -> Box<EvalAltResult> {
     match e {
         ProvisionError::Cancelled => Box::new(EvalAltResult::ErrorTerminated(
@@ -61,6 +68,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
             report_dry_run("register the infrastructure SSH key with the account");
             return Ok(0);
         }
+        hold_lock(&c)?;
         let p = c.provisioner()?;
         let key = c.block_on(p.ensure_key())?.map_err(cloud_error)?;
         Ok(key.id as i64)
@@ -124,6 +132,7 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
         }
         return Ok(out);
     }
+    hold_lock(ctx)?;
     let p = ctx.provisioner()?;
     let key = ctx.block_on(p.ensure_key())?.map_err(cloud_error)?;
     for (name, _) in &jobs {
@@ -133,7 +142,7 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let task = {
         let (p, key, jobs) = (p.clone(), key.clone(), jobs.clone());
-        ctx.block_on(async move { tokio::spawn(async move { p.bring_up(&key, &jobs, tx).await }) })?
+        ctx.spawn(async move { p.bring_up(&key, &jobs, tx).await })?
     };
     // Each droplet is recorded as it comes up, so a crash keeps what exists.
     while let Some(ready) = ctx.block_on(rx.recv())? {
@@ -194,6 +203,7 @@ fn destroy(ctx: &Context, names: Vec<String>) -> Result<(), Box<EvalAltResult>> 
         }
         return Ok(());
     }
+    hold_lock(ctx)?;
     let p = ctx.provisioner()?;
     for name in names {
         let existed = ctx.block_on(p.destroy(&name))?.map_err(cloud_error)?;
@@ -270,6 +280,7 @@ fn ensure_firewall(ctx: &Context, admin: &str) -> Result<(), Box<EvalAltResult>>
         report_dry_run(&format!("make the firewalls allow SSH only from {admin}"));
         return Ok(());
     }
+    hold_lock(ctx)?;
     let p = ctx.provisioner()?;
     let changed = ctx.block_on(p.ensure_firewalls(admin, master))?.map_err(cloud_error)?;
     for change in &changed {

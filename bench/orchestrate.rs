@@ -51,7 +51,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    if Command::new("docker").arg("info").output().map(|o| !o.status.success()).unwrap_or(true) {
+    if Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
         println!("orchestrate benchmark: Docker is not available here; nothing measured");
         return;
     }
@@ -59,7 +64,8 @@ fn main() {
     let dir = dir.path();
     infra(dir, &["init"]);
     let initial = std::fs::read(dir.join("config/infrastructure.json")).unwrap();
-    let (mut total, mut api, mut boot, mut own, mut per_droplet) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut total, mut api, mut boot, mut own, mut per_droplet) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let mut reruns = vec![];
     for _ in 0..ROUNDS {
         std::fs::write(dir.join("config/infrastructure.json"), &initial).unwrap();
@@ -72,7 +78,10 @@ fn main() {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find(|v| v["event"] == "orchestrated")
             .expect("an orchestrated event");
-        let created = out.lines().filter(|l| l.contains("\"droplet_ready\"")).count();
+        let created = out
+            .lines()
+            .filter(|l| l.contains("\"droplet_ready\""))
+            .count();
         let made = &after[before..];
         // The constant part: the key (list, create) and the firewalls (list, two creates).
         let per = |prefix: &str| made.iter().filter(|l| l.contains(prefix)).count();
@@ -80,7 +89,11 @@ fn main() {
         total.push(took.as_secs_f64() * 1e3);
         api.push(event["api_ms"].as_f64().unwrap());
         boot.push(event["boot_wait_ms"].as_f64().unwrap());
-        own.push(took.as_secs_f64() * 1e3 - event["api_ms"].as_f64().unwrap() - event["boot_wait_ms"].as_f64().unwrap());
+        own.push(
+            took.as_secs_f64() * 1e3
+                - event["api_ms"].as_f64().unwrap()
+                - event["boot_wait_ms"].as_f64().unwrap(),
+        );
         per_droplet.push(droplet_requests as f64 / created as f64);
         println!(
             "round: {created} droplets in {:.0} ms; {} requests ({} on /v2/droplets, {} others)",
@@ -93,7 +106,10 @@ fn main() {
             let before = requests(dir).len();
             let (out, took) = infra(dir, &["orchestrate"]);
             assert!(out.contains("No changes"), "{out}");
-            let mutating = requests(dir)[before..].iter().filter(|l| !l.contains("GET ")).count();
+            let mutating = requests(dir)[before..]
+                .iter()
+                .filter(|l| !l.contains("GET "))
+                .count();
             assert_eq!(mutating, 0, "a no-change re-run changed something");
             reruns.push(took.as_secs_f64() * 1e3);
         }
@@ -103,9 +119,25 @@ fn main() {
     println!("| what | median of {ROUNDS} |");
     println!("|---|---|");
     println!("| orchestrate the init spec (4 droplets), wall | {t:.0} ms |");
-    println!("| - waiting on the API | {a:.0} ms ({:.0}%) |", a / t * 100.0);
-    println!("| - waiting for droplets to boot | {b:.0} ms ({:.0}%) |", b / t * 100.0);
-    println!("| - infra's own work (process start, playbook, state saves) | {o:.0} ms ({:.1}%) |", o / t * 100.0);
-    println!("| requests on /v2/droplets per droplet created | {:.2} |", median(per_droplet));
-    println!("| no-change re-run (median of {}) | {:.0} ms |", ROUNDS * RERUNS, median(reruns));
+    println!(
+        "| - waiting on the API | {a:.0} ms ({:.0}%) |",
+        a / t * 100.0
+    );
+    println!(
+        "| - waiting for droplets to boot | {b:.0} ms ({:.0}%) |",
+        b / t * 100.0
+    );
+    println!(
+        "| - infra's own work (process start, playbook, state saves) | {o:.0} ms ({:.1}%) |",
+        o / t * 100.0
+    );
+    println!(
+        "| requests on /v2/droplets per droplet created | {:.2} |",
+        median(per_droplet)
+    );
+    println!(
+        "| no-change re-run (median of {}) | {:.0} ms |",
+        ROUNDS * RERUNS,
+        median(reruns)
+    );
 }

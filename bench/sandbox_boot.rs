@@ -2,7 +2,15 @@
 //! the droplet, for 1 droplet and for 5 created at once (goal: 5 within 1.5x of 1); how many
 //! requests the client made per droplet; and the memory of the sandbox holding 5 droplets.
 //!
-//!     cargo bench --bench sandbox_boot
+//!     cargo bench --bench sandbox_boot                  # with the default pool of 5 spares
+//!     INFRA_BENCH_SPARES=0 cargo bench --bench sandbox_boot   # every droplet on demand
+//!
+//! The sandbox runs with `--spares 5` (or `INFRA_BENCH_SPARES`): it keeps that many droplets
+//! booted, and a create from the base image turns spares into the droplets. Before each round
+//! (timing and request-counting alike) the bench waits until the pool is full again
+//! (`GET /sandbox/spares`), so every round measures creates with a warm pool, as a user who
+//! creates droplets now and then sees them; creating more than the pool holds at once, or again
+//! before it refilled, boots the rest on demand.
 //!
 //! Needs Docker and the droplet image (`.ci/prepare-sandbox` builds it); without Docker it
 //! prints a notice and exits. The client is infra's own DigitalOcean client: it creates the
@@ -51,7 +59,8 @@ fn main() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     infra(&["init"]);
-    let exports = infra(&["sandbox", "up"]);
+    let spares = std::env::var("INFRA_BENCH_SPARES").unwrap_or_else(|_| "5".into());
+    let exports = infra(&["sandbox", "up", "--spares", &spares]);
     let field = |name: &str| {
         exports
             .split_whitespace()
@@ -103,6 +112,12 @@ async fn run(project: &Path, url: &str, token: &str) {
         .and_then(|v| v["sandbox_id"].as_str().map(str::to_owned))
         .expect("sandbox id");
 
+    let spares: u64 = std::env::var("INFRA_BENCH_SPARES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    println!("spares kept booted: {spares} (each round starts with the pool full)");
+    println!();
     println!("| droplets at once | create → SSH answering, all (median of {ROUNDS}) | runs | create → active, mean per droplet | requests per droplet (1 s polls) |");
     println!("|---|---|---|---|---|");
     let mut memory = None;
@@ -111,6 +126,7 @@ async fn run(project: &Path, url: &str, token: &str) {
         let mut rounds = Vec::new();
         for round in 0..ROUNDS {
             let tag = format!("bench-{count}-{round}");
+            wait_pool(url, token, spares).await;
             rounds.push(create_and_wait(&client, key.id, count, &tag, FAST_POLL).await);
             if count == 5 && round == ROUNDS - 1 {
                 memory = Some(measure_memory(server_pid, &sandbox_id));
@@ -118,6 +134,7 @@ async fn run(project: &Path, url: &str, token: &str) {
             client.delete_droplets_by_tag(&tag).await.unwrap();
         }
         let tag = format!("bench-{count}-requests");
+        wait_pool(url, token, spares).await;
         let requests_before = log_lines(&log);
         create_and_wait(&client, key.id, count, &tag, PLAYBOOK_POLL).await;
         let requests = log_lines(&log) - requests_before;
@@ -142,13 +159,39 @@ async fn run(project: &Path, url: &str, token: &str) {
         "5 at once / 1: {:.2}x (goal: at most 1.5x)",
         medians[1].as_secs_f64() / medians[0].as_secs_f64()
     );
-    if let Some((server, droplets)) = memory {
+    if let Some((server, droplets, spare_memory)) = memory {
         println!(
-            "memory with 5 droplets: server {:.1} MiB RSS, droplets {:.1} MiB in all ({:.1} MiB each)",
+            "memory with 5 droplets: server {:.1} MiB RSS, droplets {:.1} MiB in all ({:.1} MiB each), spares {:.1} MiB",
             server,
             droplets,
-            droplets / 5.0
+            droplets / 5.0,
+            spare_memory
         );
+    }
+}
+
+/// Waits until the sandbox's pool holds `spares` ready spares.
+async fn wait_pool(url: &str, token: &str, spares: u64) {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let answer: Option<serde_json::Value> = match http
+            .get(format!("{url}/sandbox/spares"))
+            .bearer_auth(token)
+            .send()
+            .await
+        {
+            Ok(response) => response.json().await.ok(),
+            Err(_) => None,
+        };
+        if answer.is_some_and(|a| a["spares"]["ready"].as_u64() == Some(spares)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "the pool never held {spares} spares"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -235,8 +278,9 @@ fn log_lines(log: &Path) -> usize {
         .count()
 }
 
-/// The server's resident memory and the droplets' memory as Docker accounts it, in MiB.
-fn measure_memory(pid: u64, sandbox_id: &str) -> (f64, f64) {
+/// The server's resident memory, the droplets' and the spares' memory as Docker accounts it, in
+/// MiB.
+fn measure_memory(pid: u64, sandbox_id: &str) -> (f64, f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let server_kib: f64 = status
         .lines()
@@ -256,15 +300,26 @@ fn measure_memory(pid: u64, sandbox_id: &str) -> (f64, f64) {
         "stats".to_owned(),
         "--no-stream".to_owned(),
         "--format".to_owned(),
-        "{{.MemUsage}}".to_owned(),
+        "{{.Name}} {{.MemUsage}}".to_owned(),
     ];
     args.extend(ids);
     let stats = Command::new("docker").args(&args).output().unwrap();
-    let droplets: f64 = String::from_utf8_lossy(&stats.stdout)
-        .lines()
-        .filter_map(|l| mib(l.split('/').next()?.trim()))
-        .sum();
-    (server_kib / 1024.0, droplets)
+    let spare = format!("infra-sbx-{sandbox_id}-spare-");
+    let (mut droplets, mut spares) = (0.0, 0.0);
+    for line in String::from_utf8_lossy(&stats.stdout).lines() {
+        let Some((name, usage)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some(used) = usage.split('/').next().and_then(|u| mib(u.trim())) else {
+            continue;
+        };
+        if name.starts_with(&spare) {
+            spares += used;
+        } else {
+            droplets += used;
+        }
+    }
+    (server_kib / 1024.0, droplets, spares)
 }
 
 /// `35.2MiB`, `1.1GiB`, `800KiB` in MiB.

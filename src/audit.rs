@@ -39,7 +39,10 @@ pub fn record(project: &Project, command: &str, action: &str, target: &str, resu
     let path = project.infra_dir().join("audit.log");
     let line = serde_json::to_string(&entry).expect("entry serializes");
     let written = std::fs::create_dir_all(project.infra_dir()).and_then(|()| {
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         // One write per line, so concurrent writers never interleave within a line.
         file.write_all(format!("{line}\n").as_bytes())
     });

@@ -163,6 +163,10 @@ pub enum SandboxAction {
         /// Latency added to every request.
         #[arg(long, default_value_t = 0, value_name = "MS")]
         latency_ms: u64,
+        /// Droplets kept booted ahead of creates from a base image, so creates are fast
+        /// (0 boots every droplet on demand).
+        #[arg(long, default_value_t = crate::sandbox::spares::DEFAULT_SPARES, value_name = "N")]
+        spares: usize,
     },
     /// Stop the sandbox and remove its droplets, snapshots, network and state.
     Down,
@@ -179,5 +183,7 @@ pub enum SandboxAction {
         fail_rate: f64,
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        #[arg(long, default_value_t = crate::sandbox::spares::DEFAULT_SPARES)]
+        spares: usize,
     },
 }

@@ -24,6 +24,8 @@ pub const FLEET_FIREWALL: &str = "infra-fleet";
 pub const MASTER_FIREWALL: &str = "infra-master";
 /// Attempts at creating droplets whose create stays ambiguous.
 const CREATE_ATTEMPTS: u32 = 4;
+/// How long an active droplet's sshd may take to answer.
+pub const SSH_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a new droplet may take to become active.
 pub const ACTIVE_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -43,6 +45,8 @@ pub enum ProvisionError {
         secs: u64,
         status: String,
     },
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
     #[error("stopped (Ctrl-C)")]
     Cancelled,
 }
@@ -194,6 +198,10 @@ impl Provisioner {
         let mut delay = Duration::from_millis(500);
         let mut waiting: HashMap<u64, (String, Outcome)> =
             ids.into_iter().map(|(name, (id, outcome))| (id, (name, outcome))).collect();
+        // Each active droplet is handed on only once its sshd answers with a key that is
+        // pinned (first time) or matches the pin: SSH waits run alongside the polling.
+        let connector = Arc::new(crate::remote::Connector::for_project(&self.project)?);
+        let mut ssh = tokio::task::JoinSet::new();
         let mut first = true;
         while !waiting.is_empty() {
             self.check_cancel()?;
@@ -209,12 +217,21 @@ impl Provisioner {
             for droplet in fleet {
                 let up = droplet.status == DropletStatus::Active && droplet.public_ipv4().is_some();
                 if let (true, Some((name, outcome))) = (up, waiting.get(&droplet.id)) {
-                    let ip = droplet.public_ipv4().expect("checked").to_string();
-                    let _ = ready.send(Ready {
+                    let ip = droplet.public_ipv4().expect("checked");
+                    let done = Ready {
                         name: name.clone(),
                         id: droplet.id,
-                        ip,
+                        ip: ip.to_string(),
                         outcome: *outcome,
+                    };
+                    let (connector, cancel, ready) = (connector.clone(), self.cancel.clone(), ready.clone());
+                    ssh.spawn(async move {
+                        let host = crate::remote::Host::new(done.name.clone(), std::net::IpAddr::V4(ip));
+                        let deadline = std::time::Instant::now() + SSH_TIMEOUT;
+                        let session = crate::remote::wait_for_ssh(&connector, &host, deadline, &cancel).await?;
+                        session.close().await;
+                        let _ = ready.send(done);
+                        Ok::<(), ProvisionError>(())
                     });
                     waiting.remove(&droplet.id);
                 }
@@ -229,19 +246,27 @@ impl Provisioner {
                 });
             }
         }
+        let waited = Instant::now();
+        while let Some(joined) = ssh.join_next().await {
+            joined.expect("ssh wait task")?;
+        }
+        self.timings.lock().expect("timings").boot_wait += waited.elapsed();
         Ok(())
     }
 
     /// Deletes the tagged droplet `name`; `false` when there was none.
     pub async fn destroy(&self, name: &str) -> Result<bool, ProvisionError> {
         self.check_cancel()?;
-        match self.api(self.client.find_tagged_droplet(name, INFRA_TAG)).await? {
+        let existed = match self.api(self.client.find_tagged_droplet(name, INFRA_TAG)).await? {
             Some(droplet) => {
                 self.api(self.client.delete_droplet(droplet.id)).await?;
-                Ok(true)
+                true
             }
-            None => Ok(false),
-        }
+            None => false,
+        };
+        // A droplet made again under this name has new host keys: let it be pinned afresh.
+        crate::remote::KnownHosts::for_project(&self.project).forget(name)?;
+        Ok(existed)
     }
 
     /// The fleet's firewalls as they should be; returns what changed (empty when nothing).

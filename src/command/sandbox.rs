@@ -3,6 +3,7 @@
 use super::{Env, Failure, Outcome};
 use crate::cli::SandboxAction;
 use crate::sandbox::daemon::{self, SandboxError};
+use crate::sandbox::spares::MAX_SPARES;
 use crate::sandbox::Faults;
 use crate::table::Table;
 
@@ -11,7 +12,8 @@ pub async fn run(env: &Env, action: SandboxAction) -> Outcome {
         SandboxAction::Up {
             fail_rate,
             latency_ms,
-        } => up(env, fail_rate, latency_ms).await,
+            spares,
+        } => up(env, fail_rate, latency_ms, spares).await,
         SandboxAction::Down => down(env).await,
         SandboxAction::Status => status(env).await,
         SandboxAction::Image => {
@@ -23,9 +25,11 @@ pub async fn run(env: &Env, action: SandboxAction) -> Outcome {
             port,
             fail_rate,
             latency_ms,
+            spares,
         } => {
             let faults = Faults::new(fail_rate, latency_ms).map_err(Failure::input)?;
-            daemon::serve(&env.project, port, faults)
+            check_spares(spares)?;
+            daemon::serve(&env.project, port, faults, spares)
                 .await
                 .map_err(failure)
         }
@@ -40,9 +44,19 @@ fn failure(e: SandboxError) -> Failure {
     Failure::flow(e.to_string())
 }
 
-async fn up(env: &Env, fail_rate: f64, latency_ms: u64) -> Outcome {
+fn check_spares(spares: usize) -> Outcome {
+    if spares > MAX_SPARES {
+        return Err(Failure::input(format!(
+            "`--spares` can be at most {MAX_SPARES}, not {spares}"
+        )));
+    }
+    Ok(())
+}
+
+async fn up(env: &Env, fail_rate: f64, latency_ms: u64, spares: usize) -> Outcome {
     let faults = Faults::new(fail_rate, latency_ms).map_err(Failure::input)?;
-    let (info, already) = daemon::up(&env.project, faults, &mut progress)
+    check_spares(spares)?;
+    let (info, already) = daemon::up(&env.project, faults, spares, &mut progress)
         .await
         .map_err(failure)?;
     let env_file = env.project.display(&daemon::Paths::of(&env.project).env());
@@ -51,6 +65,7 @@ async fn up(env: &Env, fail_rate: f64, latency_ms: u64) -> Outcome {
             "url": info.url,
             "pid": info.pid,
             "already_running": already,
+            "spares": info.spares,
             "env_file": env_file,
             "DO_API_URL": info.url,
             "DO_TOKEN": info.token,
@@ -70,6 +85,12 @@ async fn up(env: &Env, fail_rate: f64, latency_ms: u64) -> Outcome {
             eprintln!(
                 "sandbox: it keeps its fault settings (fail rate {}, latency {} ms); `infra sandbox down` first to change them",
                 info.faults.fail_rate, info.faults.latency_ms
+            );
+        }
+        if info.spares != spares {
+            eprintln!(
+                "sandbox: it keeps {} spare droplet(s); `infra sandbox down` first to change that",
+                info.spares
             );
         }
     } else {
@@ -134,6 +155,18 @@ async fn status(env: &Env) -> Outcome {
     match (&status.url, status.pid) {
         (Some(url), Some(pid)) => println!("sandbox: running at {url} (pid {pid})"),
         _ => println!("sandbox: not running (`infra sandbox up` starts it)"),
+    }
+    if let Some(spares) = status.spares {
+        println!(
+            "spares: {} of {} ready{}",
+            spares.ready,
+            spares.target,
+            if spares.booting > 0 {
+                format!(", {} booting", spares.booting)
+            } else {
+                String::new()
+            }
+        );
     }
     if status.droplets.is_empty() {
         println!("droplets: none");

@@ -21,8 +21,8 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope, AST};
 
 use crate::cloud::Client;
 use crate::config::{self, Loaded};
-use crate::provision::Provisioner;
 use crate::project::{Project, Source};
+use crate::provision::Provisioner;
 use crate::state::store::{StateStore, StoreError};
 pub use error::{ErrorKind, ScriptError};
 use modules::StdlibResolver;
@@ -67,8 +67,13 @@ impl Context {
         if let Some(p) = guard.as_ref() {
             return Ok(p.clone());
         }
-        let client = Client::for_project(&self.project).map_err(|e| error::located(e.to_string(), true))?;
-        let p = Arc::new(Provisioner::new(client, self.project.clone(), self.cancel.clone()));
+        let client =
+            Client::for_project(&self.project).map_err(|e| error::located(e.to_string(), true))?;
+        let p = Arc::new(Provisioner::new(
+            client,
+            self.project.clone(),
+            self.cancel.clone(),
+        ));
         *guard = Some(p.clone());
         Ok(p)
     }
@@ -79,20 +84,32 @@ impl Context {
     }
 
     /// Runs async core code from a native (natives run on a blocking thread of the runtime).
-    pub fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output, Box<EvalAltResult>> {
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| error::failure("this native needs infra's async runtime, which this host was not started in"))?;
+    pub fn block_on<F: std::future::Future>(
+        &self,
+        future: F,
+    ) -> Result<F::Output, Box<EvalAltResult>> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            error::failure(
+                "this native needs infra's async runtime, which this host was not started in",
+            )
+        })?;
         Ok(handle.block_on(future))
     }
 
     /// Starts async core code in the background (natives run on a blocking thread).
-    pub fn spawn<F>(&self, future: F) -> Result<tokio::task::JoinHandle<F::Output>, Box<EvalAltResult>>
+    pub fn spawn<F>(
+        &self,
+        future: F,
+    ) -> Result<tokio::task::JoinHandle<F::Output>, Box<EvalAltResult>>
     where
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| error::failure("this native needs infra's async runtime, which this host was not started in"))?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            error::failure(
+                "this native needs infra's async runtime, which this host was not started in",
+            )
+        })?;
         Ok(handle.spawn(future))
     }
 

@@ -141,7 +141,11 @@ fn spec_fingerprint(ctx: &super::Context) -> Result<String, String> {
     let path = ctx.project.state_path();
     let display = ctx.project.display(&path);
     let doc = crate::document::Document::read(&path, &display).map_err(|p| p.to_string())?;
-    let spec = doc.value.get("infrastructure_spec").cloned().unwrap_or_default();
+    let spec = doc
+        .value
+        .get("infrastructure_spec")
+        .cloned()
+        .unwrap_or_default();
     let deployment = std::fs::read_to_string(ctx.project.deployment_path()).unwrap_or_default();
     let mut hash = Sha256::new();
     hash.update(spec.to_string().as_bytes());
@@ -169,7 +173,11 @@ pub fn watch_spec(host: &Host) -> Result<(), String> {
         }
     })
     .map_err(|e| format!("cannot watch files: {e}"))?;
-    for dir in [ctx.project.config_dir.clone(), ctx.project.root.join("playbooks"), ctx.project.root.join("stdlib")] {
+    for dir in [
+        ctx.project.config_dir.clone(),
+        ctx.project.root.join("playbooks"),
+        ctx.project.root.join("stdlib"),
+    ] {
         if dir.is_dir() {
             watcher
                 .watch(&dir, RecursiveMode::NonRecursive)

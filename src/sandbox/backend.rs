@@ -7,7 +7,11 @@
 //! device). Not a security boundary: these are the user's own test hosts.
 //!
 //! Every object made here carries the label `infra.sandbox=<sandbox id>`, so `down` removes
-//! exactly what this sandbox made.
+//! exactly what this sandbox made. Nothing else is in a droplet's container configuration that
+//! names the droplet: a spare (`spares.rs`) is started before its droplet exists, and Docker
+//! can rename a container but not change its labels, hostname or network aliases. So droplets
+//! have no network alias either: they reach each other by address, as on DigitalOcean, whose
+//! droplet names do not resolve; the init (`droplet_init.sh`) sets a spare's hostname itself.
 
 use std::net::Ipv4Addr;
 use std::process::Stdio;
@@ -55,12 +59,13 @@ pub enum ContainerState {
     Missing,
 }
 
-/// What `docker run` needs to start a droplet.
+/// What `docker run` needs to start a droplet (or a spare).
 #[derive(Debug, Clone)]
 pub struct DropletRun<'a> {
     pub container: &'a str,
     pub hostname: &'a str,
-    pub droplet_id: u64,
+    /// `INFRA_DROPLET_ID`: the droplet's id, or a spare's own name until it becomes one.
+    pub identity: &'a str,
     pub sandbox_id: &'a str,
     pub network: &'a str,
     pub ip: Ipv4Addr,
@@ -236,8 +241,7 @@ impl Docker {
     /// Creates and starts a droplet's container.
     pub async fn run_droplet(&self, droplet: &DropletRun<'_>) -> Result<(), DockerError> {
         let label = format!("{LABEL}={}", droplet.sandbox_id);
-        let droplet_label = format!("infra.droplet={}", droplet.droplet_id);
-        let id_env = format!("INFRA_DROPLET_ID={}", droplet.droplet_id);
+        let id_env = format!("INFRA_DROPLET_ID={}", droplet.identity);
         let ip = droplet.ip.to_string();
         self.run(&[
             "run",
@@ -250,14 +254,10 @@ impl Docker {
             droplet.network,
             "--ip",
             &ip,
-            "--network-alias",
-            droplet.hostname,
             "--env",
             &id_env,
             "--label",
             &label,
-            "--label",
-            &droplet_label,
             "--restart",
             "unless-stopped",
             "--cap-add",
@@ -286,6 +286,28 @@ impl Docker {
             Err(e) if e.message.contains("No such") => Ok(ContainerState::Missing),
             Err(e) => Err(e),
         }
+    }
+
+    pub async fn rename(&self, container: &str, new_name: &str) -> Result<(), DockerError> {
+        self.run(&["rename", container, new_name]).await.map(|_| ())
+    }
+
+    /// The containers whose names contain `part`, stopped ones too.
+    pub async fn containers_named(&self, part: &str) -> Result<Vec<String>, DockerError> {
+        let filter = format!("name={part}");
+        let names = self
+            .run(&["ps", "--all", "--filter", &filter, "--format", "{{.Names}}"])
+            .await?;
+        Ok(names
+            .lines()
+            .filter(|l| l.contains(part))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// `docker inspect --format FORMAT container`.
+    pub async fn inspect(&self, container: &str, format: &str) -> Result<String, DockerError> {
+        self.run(&["inspect", "--format", format, container]).await
     }
 
     pub async fn start(&self, container: &str) -> Result<(), DockerError> {

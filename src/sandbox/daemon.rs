@@ -3,7 +3,7 @@
 //!
 //! Files, all under `config/.infra/sandbox/` (the directory is 0700, the files 0600):
 //! - `state.json`: the sandbox's records ([`Store`]);
-//! - `server.json`: the running server ([`ServerInfo`]: pid, URL, token, faults);
+//! - `server.json`: the running server ([`ServerInfo`]: pid, URL, token, faults, spares);
 //! - `env`: `DO_API_URL=...` and `DO_TOKEN=...` lines, what a client needs to use the sandbox;
 //! - `server.log`: the server's log (requests by method, path and status; never the token).
 
@@ -22,6 +22,7 @@ use crate::project::Project;
 use crate::sandbox::backend::Docker;
 use crate::sandbox::faults::Faults;
 use crate::sandbox::server::{self, Sandbox};
+use crate::sandbox::spares::{self, PoolStatus, Spares};
 use crate::sandbox::store::{State, Store};
 use crate::sandbox::{droplets, image};
 
@@ -90,6 +91,9 @@ pub struct ServerInfo {
     pub image: String,
     #[serde(flatten)]
     pub faults: Faults,
+    /// How many spare droplets the server keeps booted (`--spares`).
+    #[serde(default)]
+    pub spares: usize,
     pub started_at: String,
 }
 
@@ -183,6 +187,7 @@ fn private_dir(dir: &Path) -> Result<(), SandboxError> {
 pub async fn up(
     project: &Project,
     faults: Faults,
+    spares: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(ServerInfo, bool), SandboxError> {
     let paths = Paths::of(project);
@@ -221,6 +226,7 @@ pub async fn up(
         .args(["sandbox", "serve", "--port", &port.to_string()])
         .args(["--fail-rate", &faults.fail_rate.to_string()])
         .args(["--latency-ms", &faults.latency_ms.to_string()])
+        .args(["--spares", &spares.to_string()])
         .current_dir(&project.root)
         .stdin(Stdio::piped())
         .stdout(log)
@@ -281,7 +287,12 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 /// The hidden `infra sandbox serve`: runs the server in this process until SIGTERM or SIGINT.
 /// Reads its token from the first line of stdin.
-pub async fn serve(project: &Project, port: u16, faults: Faults) -> Result<(), SandboxError> {
+pub async fn serve(
+    project: &Project,
+    port: u16,
+    faults: Faults,
+    spares: usize,
+) -> Result<(), SandboxError> {
     let paths = Paths::of(project);
     private_dir(&paths.dir)?;
     let mut token = String::new();
@@ -317,6 +328,8 @@ pub async fn serve(project: &Project, port: u16, faults: Faults) -> Result<(), S
     store
         .save(&state)
         .map_err(io("cannot save the sandbox state"))?;
+    // Before the first request: the spares' addresses must be known before any is handed out.
+    let kept = spares::recover(&docker, &state, &image, spares).await;
 
     let listener = server::bind(port)
         .await
@@ -334,17 +347,21 @@ pub async fn serve(project: &Project, port: u16, faults: Faults) -> Result<(), S
         sandbox_id: state.sandbox_id.clone(),
         image: image.clone(),
         faults,
+        spares,
         started_at: server::now(),
     };
-    let sandbox = Arc::new(Sandbox::new(
-        state,
-        store,
-        docker,
-        image,
-        token.clone(),
-        url.clone(),
-        faults,
-    ));
+    let sandbox = Arc::new(
+        Sandbox::new(
+            state,
+            store,
+            docker,
+            image,
+            token.clone(),
+            url.clone(),
+            faults,
+        )
+        .with_spares(Spares::new(spares, kept)),
+    );
     let json = serde_json::to_vec_pretty(&info).expect("server info serializes");
     atomic_file::write_with_mode(&paths.server(), &json, Some(0o600))
         .map_err(io(format!("cannot write {}", paths.server().display())))?;
@@ -352,12 +369,13 @@ pub async fn serve(project: &Project, port: u16, faults: Faults) -> Result<(), S
     atomic_file::write_with_mode(&paths.env(), env.as_bytes(), Some(0o600))
         .map_err(io(format!("cannot write {}", paths.env().display())))?;
     tracing::info!(
-        "sandbox {} listening on {url} (fail rate {}, latency {} ms)",
+        "sandbox {} listening on {url} (fail rate {}, latency {} ms, {spares} spare droplets)",
         info.sandbox_id,
         faults.fail_rate,
         faults.latency_ms
     );
     tokio::spawn(droplets::resume(sandbox.clone()));
+    tokio::spawn(spares::keep_full(sandbox.clone()));
     server::serve(listener, sandbox, shutdown_signal())
         .await
         .map_err(io("the sandbox server failed"))?;
@@ -448,6 +466,9 @@ pub struct Status {
     pub pid: Option<u32>,
     /// Where the sandbox's env file is, for `source` or `set -a; . FILE`.
     pub env_file: Option<PathBuf>,
+    /// How full the server's pool of spare droplets is (not droplets: the API never shows
+    /// them).
+    pub spares: Option<PoolStatus>,
     pub droplets: Vec<DropletSummary>,
 }
 
@@ -468,6 +489,10 @@ pub async fn status(project: &Project) -> Result<Status, SandboxError> {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default()
+    };
+    let spares = match &info {
+        Some(info) => pool_status(info).await,
+        None => None,
     };
     let live: Option<Vec<Droplet>> = match info.as_ref().and_then(ServerInfo::client) {
         Some(client) => client.list_droplets(None).await.ok(),
@@ -508,8 +533,31 @@ pub async fn status(project: &Project) -> Result<Status, SandboxError> {
         url: info.as_ref().map(|i| i.url.clone()),
         pid: info.as_ref().map(|i| i.pid),
         env_file: info.as_ref().map(|_| paths.env()),
+        spares,
         droplets,
     })
+}
+
+/// `GET /sandbox/spares` on the running server.
+pub async fn pool_status(info: &ServerInfo) -> Option<PoolStatus> {
+    #[derive(Deserialize)]
+    struct Answer {
+        spares: PoolStatus,
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let response = http
+        .get(format!("{}/sandbox/spares", info.url))
+        .bearer_auth(&info.token)
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json::<Answer>().await.ok().map(|a| a.spares)
 }
 
 /// Builds the droplet image if this machine lacks it (`infra sandbox image`).

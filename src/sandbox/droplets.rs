@@ -2,6 +2,9 @@
 //! with the background work that makes them real: each create, power change, snapshot or
 //! rebuild is an action that runs Docker and completes (or errors) when the droplet is there.
 //!
+//! A create from a base image turns a ready spare into the droplet (`spares.rs`); from a
+//! snapshot, or with no spare ready, it boots a container on demand.
+//!
 //! A droplet is `new` until its sshd answers, then `active`; `off` after a power off or
 //! shutdown. Its `networks.v4` lists its one address twice, as `public` and as `private`: the
 //! sandbox network is both what the machine reaches droplets on and what they reach each
@@ -24,20 +27,33 @@ use crate::cloud::{
 use crate::sandbox::api::{self, ApiError, ApiResult};
 use crate::sandbox::backend::{self, ContainerState, DropletRun};
 use crate::sandbox::server::{now, Sandbox, BOOT_TIMEOUT};
+use crate::sandbox::spares::{self, Spare};
 use crate::sandbox::store::{DropletRecord, NetworkRecord, SnapshotRecord, State};
 use crate::sandbox::{account, catalog, firewalls, reserved_ips, snapshots, tags};
 
 /// Background work on one droplet.
 #[derive(Debug, Clone)]
 enum Work {
-    Create { image: String },
+    Create {
+        image: String,
+    },
+    /// A create that takes a spare; `image` boots one on demand if the spare fails.
+    Adopt {
+        spare: Spare,
+        image: String,
+    },
     PowerOff,
     Shutdown,
     PowerOn,
     Reboot,
     PowerCycle,
-    Snapshot { name: String },
-    Rebuild { image: String, image_id: u64 },
+    Snapshot {
+        name: String,
+    },
+    Rebuild {
+        image: String,
+        image_id: u64,
+    },
 }
 
 /// Actions DigitalOcean has that the sandbox does not perform.
@@ -239,10 +255,17 @@ pub async fn create(Extract(sandbox): Extract<Arc<Sandbox>>, body: axum::body::B
         .ok_or_else(|| ApiError::server_error("the sandbox network is not ready"))?;
     let mut created = Vec::new();
     let mut links = Vec::new();
+    let mut works = Vec::new();
+    // Spares are of the base image; a snapshot's droplets boot on demand.
+    let base = image == sandbox.image;
     for name in &names {
-        let ip = allocate_address(&sandbox, &state, &network).ok_or_else(|| {
-            ApiError::unprocessable("The sandbox network has no free address left.")
-        })?;
+        let spare = if base { sandbox.spares.take() } else { None };
+        let ip = match &spare {
+            Some(spare) => spare.ip,
+            None => allocate_address(&sandbox, &state, &network).ok_or_else(|| {
+                ApiError::unprocessable("The sandbox network has no free address left.")
+            })?,
+        };
         let id = state.next_id();
         let record = DropletRecord {
             id,
@@ -257,8 +280,18 @@ pub async fn create(Extract(sandbox): Extract<Arc<Sandbox>>, body: axum::body::B
             ssh_key_ids: key_ids.clone(),
             snapshot_ids: Vec::new(),
             container: format!("infra-sbx-{}-{id}", state.sandbox_id),
+            spare: spare.as_ref().map(|s| s.identity.clone()),
         };
         state.droplets.push(record);
+        works.push(match spare {
+            Some(spare) => Work::Adopt {
+                spare,
+                image: image.clone(),
+            },
+            None => Work::Create {
+                image: image.clone(),
+            },
+        });
         let action = sandbox.start_action(&mut state, "create", id, "droplet", &region);
         links.push(ActionLink {
             id: action.id,
@@ -278,10 +311,7 @@ pub async fn create(Extract(sandbox): Extract<Arc<Sandbox>>, body: axum::body::B
         .filter_map(|(id, _)| state.droplet(*id).map(|d| render(&state, d)))
         .collect();
     drop(state);
-    for (id, action) in created {
-        let work = Work::Create {
-            image: image.clone(),
-        };
+    for ((id, action), work) in created.into_iter().zip(works) {
         tokio::spawn(perform(sandbox.clone(), id, action, work));
     }
     let links = ActionLinks { actions: links };
@@ -539,7 +569,7 @@ async fn run(sandbox: &Arc<Sandbox>, id: u64, work: &Work) -> Result<(), String>
             let started = Instant::now();
             start_container(sandbox, &droplet, image).await?;
             let running = started.elapsed();
-            provision(sandbox, id, true).await?;
+            provision(sandbox, id, true, None).await?;
             let provisioned = started.elapsed();
             wait_active(sandbox, id).await?;
             tracing::info!(
@@ -547,6 +577,48 @@ async fn run(sandbox: &Arc<Sandbox>, id: u64, work: &Work) -> Result<(), String>
                 started.elapsed().as_millis(),
                 running.as_millis(),
                 (provisioned - running).as_millis(),
+                (started.elapsed() - provisioned).as_millis()
+            );
+            Ok(())
+        }
+        Work::Adopt { spare, image } => {
+            let started = Instant::now();
+            let from_spare = match adopt(sandbox, &droplet, spare).await {
+                Ok(()) => true,
+                Err(e) if e.contains("was deleted") => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        "droplet {id}: the spare {} failed ({e}); booting one on demand",
+                        spare.container
+                    );
+                    let _ = docker.remove_container(&spare.container).await;
+                    let _ = docker.remove_container(&droplet.container).await;
+                    {
+                        let mut state = sandbox.state.lock().await;
+                        if let Some(d) = state.droplet_mut(id) {
+                            d.spare = None;
+                        }
+                        sandbox.save_quietly(&state);
+                    }
+                    start_container(sandbox, &droplet, image).await?;
+                    provision(sandbox, id, true, None).await?;
+                    false
+                }
+            };
+            let provisioned = started.elapsed();
+            wait_active(sandbox, id).await?;
+            tracing::info!(
+                "droplet {id} active in {} ms ({}, sshd {} ms)",
+                started.elapsed().as_millis(),
+                if from_spare {
+                    format!(
+                        "from spare {}: {} ms",
+                        spare.container,
+                        provisioned.as_millis()
+                    )
+                } else {
+                    format!("booted on demand: {} ms", provisioned.as_millis())
+                },
                 (started.elapsed() - provisioned).as_millis()
             );
             Ok(())
@@ -566,7 +638,7 @@ async fn run(sandbox: &Arc<Sandbox>, id: u64, work: &Work) -> Result<(), String>
         }
         Work::PowerOn => {
             docker.start(&droplet.container).await.map_err(failed)?;
-            provision(sandbox, id, false).await?;
+            provision(sandbox, id, false, None).await?;
             wait_active(sandbox, id).await
         }
         Work::Reboot => {
@@ -575,13 +647,13 @@ async fn run(sandbox: &Arc<Sandbox>, id: u64, work: &Work) -> Result<(), String>
                 .await
                 .map_err(failed)?;
             docker.start(&droplet.container).await.map_err(failed)?;
-            provision(sandbox, id, false).await?;
+            provision(sandbox, id, false, None).await?;
             wait_active(sandbox, id).await
         }
         Work::PowerCycle => {
             docker.kill(&droplet.container).await.map_err(failed)?;
             docker.start(&droplet.container).await.map_err(failed)?;
-            provision(sandbox, id, false).await?;
+            provision(sandbox, id, false, None).await?;
             wait_active(sandbox, id).await
         }
         Work::Snapshot { name } => snapshot(sandbox, &droplet, name).await,
@@ -599,7 +671,7 @@ async fn run(sandbox: &Arc<Sandbox>, id: u64, work: &Work) -> Result<(), String>
                 sandbox.save_quietly(&state);
             }
             start_container(sandbox, &droplet, image).await?;
-            provision(sandbox, id, true).await?;
+            provision(sandbox, id, true, None).await?;
             wait_active(sandbox, id).await
         }
     }
@@ -642,7 +714,7 @@ async fn start_container(
         .run_droplet(&DropletRun {
             container: &droplet.container,
             hostname: &droplet.name,
-            droplet_id: droplet.id,
+            identity: &droplet.id.to_string(),
             sandbox_id: &sandbox_id,
             network: &network.name,
             ip: droplet.ip,
@@ -658,10 +730,38 @@ async fn start_container(
     Ok(())
 }
 
+/// Turns a spare into the droplet: renames its container to the droplet's, then, in the one
+/// `docker exec` that provisions it, gives it the droplet's id and name (hostname, new host
+/// keys: `droplet-init identify`), exactly the droplet's authorized keys, its reserved IPs and
+/// its firewall rules. The spare already has the droplet's address.
+async fn adopt(
+    sandbox: &Arc<Sandbox>,
+    droplet: &DropletRecord,
+    spare: &Spare,
+) -> Result<(), String> {
+    sandbox
+        .docker
+        .rename(&spare.container, &droplet.container)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Deleted before the rename: the delete did not see the container.
+    if record(sandbox, droplet.id).await.is_err() {
+        let _ = sandbox.docker.remove_container(&droplet.container).await;
+        return Err(format!("droplet {} was deleted", droplet.id));
+    }
+    let identify = spares::identify_script(&spare.identity, droplet.id, &droplet.name);
+    provision(sandbox, droplet.id, true, Some(&identify)).await
+}
+
 /// Puts what the sandbox manages onto a droplet that just booted, in one `docker exec`: its
 /// authorized keys (only when `keys`: a power cycle keeps whatever the droplet's owner has put
-/// there since), its reserved IPs and its firewall rules.
-async fn provision(sandbox: &Arc<Sandbox>, id: u64, keys: bool) -> Result<(), String> {
+/// there since), its reserved IPs and its firewall rules; `first`, if given, runs before them.
+async fn provision(
+    sandbox: &Arc<Sandbox>,
+    id: u64,
+    keys: bool,
+    first: Option<&str>,
+) -> Result<(), String> {
     let (container, authorized, script) = {
         let state = sandbox.state.lock().await;
         let droplet = state
@@ -673,7 +773,7 @@ async fn provision(sandbox: &Arc<Sandbox>, id: u64, keys: bool) -> Result<(), St
             .filter_map(|key| state.ssh_keys.iter().find(|k| k.id == *key))
             .map(|k| format!("{}\n", k.public_key.trim()))
             .collect();
-        let mut script = String::new();
+        let mut script = first.unwrap_or_default().to_owned();
         if keys {
             script.push_str(
                 "umask 077 && mkdir -p /root/.ssh && cat >/root/.ssh/authorized_keys.new \
@@ -797,8 +897,13 @@ fn resolve_image(
     }
 }
 
-/// The first free address of the sandbox network, from `.10`.
-fn allocate_address(sandbox: &Sandbox, state: &State, network: &NetworkRecord) -> Option<Ipv4Addr> {
+/// The first free address of the sandbox network, from `.10`: none a droplet, reserved IP or
+/// spare holds.
+pub(crate) fn allocate_address(
+    sandbox: &Sandbox,
+    state: &State,
+    network: &NetworkRecord,
+) -> Option<Ipv4Addr> {
     let base = network.gateway.octets();
     let used = state.addresses_in_use();
     let held = sandbox.held_addresses();
@@ -878,10 +983,20 @@ pub async fn resume(sandbox: Arc<Sandbox>) {
                     }
                 }
                 (Ok(ContainerState::Running), pending) => {
-                    let outcome = match provision(&sandbox, id, pending.is_some()).await {
-                        Ok(()) => wait_active(&sandbox, id).await,
-                        Err(e) => Err(e),
+                    // A create from a spare stopped after the rename: finish turning it into
+                    // the droplet (the identity step does nothing twice).
+                    let identify = match (&pending, &droplet.spare) {
+                        (Some((_, kind)), Some(spare)) if kind == "create" => {
+                            Some(spares::identify_script(spare, id, &droplet.name))
+                        }
+                        _ => None,
                     };
+                    let outcome =
+                        match provision(&sandbox, id, pending.is_some(), identify.as_deref()).await
+                        {
+                            Ok(()) => wait_active(&sandbox, id).await,
+                            Err(e) => Err(e),
+                        };
                     if let Some((action, kind)) = pending {
                         if kind == "create" {
                             sandbox.finish(action, outcome).await;

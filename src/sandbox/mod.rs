@@ -13,6 +13,9 @@
 //!   ([`firewalls`], [`iptables`]); reserved IPs are extra addresses that move between droplets.
 //! - Its records survive a restart of the server ([`store`]); `infra sandbox down` removes the
 //!   server, every Docker object it made (found by label) and its files ([`daemon`]).
+//! - Creates are fast because the server keeps spare droplets booted: a create from a base
+//!   image turns a spare into the droplet, indistinguishable from one booted on demand
+//!   ([`spares`]).
 //! - Faults can be injected for reliability tests: a share of 429s and 500s, and latency
 //!   ([`faults`]).
 //!
@@ -32,6 +35,7 @@ pub mod iptables;
 pub mod reserved_ips;
 pub mod server;
 pub mod snapshots;
+pub mod spares;
 pub mod store;
 pub mod tags;
 

@@ -17,6 +17,7 @@ use crate::cloud::{Action, ActionStatus};
 use crate::sandbox::api::{ApiError, ApiResult};
 use crate::sandbox::backend::Docker;
 use crate::sandbox::faults::{Fault, Faults};
+use crate::sandbox::spares::Spares;
 use crate::sandbox::store::{State, Store};
 use crate::sandbox::{account, catalog, droplets, firewalls, reserved_ips, snapshots, tags};
 
@@ -35,6 +36,8 @@ pub struct Sandbox {
     recent: std::sync::Mutex<std::collections::VecDeque<u64>>,
     /// Addresses of deleted droplets whose containers are still being removed.
     held: std::sync::Mutex<Vec<Ipv4Addr>>,
+    /// Booted containers waiting to become droplets (`spares.rs`).
+    pub spares: Spares,
 }
 
 /// DigitalOcean's hourly request budget, reported in `ratelimit-limit`.
@@ -60,7 +63,13 @@ impl Sandbox {
             faults,
             recent: Default::default(),
             held: Default::default(),
+            spares: Spares::default(),
         }
+    }
+
+    /// The pool of spare droplets it keeps (none by default).
+    pub fn with_spares(self, spares: Spares) -> Sandbox {
+        Sandbox { spares, ..self }
     }
 
     pub fn hold_addresses(&self, addresses: impl IntoIterator<Item = Ipv4Addr>) {
@@ -77,8 +86,12 @@ impl Sandbox {
         }
     }
 
+    /// Addresses no droplet has but none may be given: those of deleted droplets whose
+    /// containers are still being removed, and those of the spares.
     pub fn held_addresses(&self) -> Vec<Ipv4Addr> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        held.extend(self.spares.addresses());
+        held
     }
 
     /// Persists `state`; a failure is the request's 500.
@@ -252,6 +265,7 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
             post(reserved_ips::post_action),
         )
         .route("/v2/sizes", get(list_sizes))
+        .route("/sandbox/spares", get(spares_status))
         .route("/v2/regions", get(list_regions))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
@@ -265,9 +279,11 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
         .with_state(sandbox)
 }
 
-/// Latency, then the token, then injected faults; rate-limit headers on every answer.
+/// Latency, then the token, then injected faults; rate-limit headers on every answer. The
+/// sandbox's own routes (`/sandbox/...`, not DigitalOcean's) get neither latency nor faults.
 async fn guard(Extract(sandbox): Extract<Arc<Sandbox>>, request: Request, next: Next) -> Response {
-    if sandbox.faults.latency_ms > 0 {
+    let own = request.uri().path().starts_with("/sandbox/");
+    if sandbox.faults.latency_ms > 0 && !own {
         tokio::time::sleep(sandbox.faults.latency()).await;
     }
     let method = request.method().clone();
@@ -276,7 +292,12 @@ async fn guard(Extract(sandbox): Extract<Arc<Sandbox>>, request: Request, next: 
     let mut response = if !sandbox.authorized(&request) {
         ApiError::unauthorized().into_response()
     } else {
-        match sandbox.faults.draw() {
+        let fault = if own {
+            Fault::None
+        } else {
+            sandbox.faults.draw()
+        };
+        match fault {
             Fault::None => next.run(request).await,
             Fault::TooManyRequests => {
                 let mut response = ApiError::new(
@@ -308,6 +329,14 @@ async fn guard(Extract(sandbox): Extract<Arc<Sandbox>>, request: Request, next: 
     headers.insert("ratelimit-remaining", HeaderValue::from(remaining as u64));
     headers.insert("ratelimit-reset", HeaderValue::from(reset));
     response
+}
+
+/// `{"spares": {"target": 5, "ready": 4, "booting": 1}}`: how full the pool of spares is.
+async fn spares_status(Extract(sandbox): Extract<Arc<Sandbox>>) -> ApiResult {
+    Ok(crate::sandbox::api::json(
+        StatusCode::OK,
+        &serde_json::json!({ "spares": sandbox.spares.status() }),
+    ))
 }
 
 async fn list_sizes(
@@ -469,6 +498,13 @@ mod tests {
             (405, json!("method_not_allowed"))
         );
 
+        assert_eq!(
+            call(&url, "GET", "/sandbox/spares", TOKEN, None).await,
+            (
+                200,
+                json!({"spares": {"target": 0, "ready": 0, "booting": 0}})
+            )
+        );
         let (status, sizes) = call(&url, "GET", "/v2/sizes?per_page=3", TOKEN, None).await;
         assert_eq!(status, 200);
         assert_eq!(sizes["sizes"].as_array().unwrap().len(), 3);

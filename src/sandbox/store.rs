@@ -69,6 +69,10 @@ pub struct DropletRecord {
     pub snapshot_ids: Vec<u64>,
     /// Its Docker container's name.
     pub container: String,
+    /// The spare it was made from (its `INFRA_DROPLET_ID` before), if it was: a server that
+    /// stops halfway through turning the spare into it finishes the job on restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spare: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +202,7 @@ mod tests {
             ssh_key_ids: vec![7],
             snapshot_ids: vec![],
             container: "infra-sbx-abcd1234-1".into(),
+            spare: Some("spare-0a1b2c3d".into()),
         });
         store.save(&state).unwrap();
         let back = store.load().unwrap().unwrap();

@@ -365,7 +365,11 @@ impl State {
 
     /// Records the cloud's id of a droplet (kept beside what the spec's format knows).
     pub fn set_droplet_id(&mut self, name: &str, id: u64) -> Result<(), StateError> {
-        match self.section_mut("droplets").get_mut(name).and_then(Value::as_object_mut) {
+        match self
+            .section_mut("droplets")
+            .get_mut(name)
+            .and_then(Value::as_object_mut)
+        {
             Some(d) => {
                 d.insert("id".into(), json!(id));
                 Ok(())

@@ -264,27 +264,17 @@ impl Drop for Sandbox {
     }
 }
 
-/// Whether `ssh` checks droplets' host keys against the ones infra pinned in
-/// `config/known_hosts`. Off until infra writes that file on first contact (being added);
-/// switch it on then, and every SSH check here also proves the droplet is the one infra met.
-const PIN_HOST_KEYS: bool = false;
-
-/// The `ssh -o` options for host keys: pinned ones, or none checked (see [`PIN_HOST_KEYS`]).
+/// The `ssh -o` options that check a droplet's host key against the one infra pinned in
+/// `config/known_hosts` when it first met it, so every SSH check here also proves the droplet
+/// is the one infra recorded.
 fn host_key_options(project: &Path) -> Vec<String> {
-    if PIN_HOST_KEYS {
-        vec![
-            "StrictHostKeyChecking=yes".into(),
-            format!(
-                "UserKnownHostsFile={}",
-                project.join("config/known_hosts").display()
-            ),
-        ]
-    } else {
-        vec![
-            "StrictHostKeyChecking=no".into(),
-            "UserKnownHostsFile=/dev/null".into(),
-        ]
-    }
+    vec![
+        "StrictHostKeyChecking=yes".into(),
+        format!(
+            "UserKnownHostsFile={}",
+            project.join("config/known_hosts").display()
+        ),
+    ]
 }
 
 fn describe(out: &Output) -> String {
@@ -858,4 +848,74 @@ async fn a_rerun_puts_up_the_firewalls_a_crashed_run_did_not_get_to() {
     let mut names: Vec<&str> = firewalls.iter().map(|f| f.name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["infra-fleet", "infra-master"]);
+}
+
+/// `infra watch`: orchestrates at once, again when the spec changes (an edit creates the new
+/// droplet), never because of orchestrate's own writes to the same file, and a broken edit is
+/// reported without applying anything or stopping the watch.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_orchestrates_spec_edits_and_survives_a_broken_one() {
+    let Some(sandbox) = Sandbox::up(&[]) else {
+        return;
+    };
+    edit_spec(&sandbox, SMALL_SPEC, &[]);
+    let mut watch = sandbox.spawn(&["--json", "watch"]);
+    let orchestrated = |l: &str| l.contains("\"event\":\"orchestrated\"");
+    watch.wait_stdout("the first orchestration", orchestrated);
+    assert_eq!(
+        sandbox.state_droplets().keys().collect::<Vec<_>>(),
+        ["hostomatic-web1", "master"]
+    );
+
+    // An edit of the spec: the watch creates the new droplet.
+    let state = sandbox.path().join("config/infrastructure.json");
+    let scaled = |n: u64| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        v["infrastructure_spec"]["projects"]["hostomatic"]["web_droplets"] = n.into();
+        serde_json::to_string_pretty(&v).unwrap()
+    };
+    std::fs::write(&state, scaled(2)).unwrap();
+    watch.wait_stdout("hostomatic-web2 ready", |l| {
+        l.contains("\"droplet_ready\"") && l.contains("hostomatic-web2")
+    });
+    watch.wait_stdout("the second orchestration", orchestrated);
+    assert!(sandbox.state_droplets().contains_key("hostomatic-web2"));
+
+    // A broken edit: reported, nothing applied; then a good edit is applied again.
+    let good = scaled(1);
+    let calls = sandbox.mutating_calls().len();
+    std::fs::write(&state, "{ \"infrastructure_spec\": ").unwrap();
+    // Give the watch the time to see it; nothing may change the cloud meanwhile.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sandbox.mutating_calls().len(), calls, "a broken spec was applied");
+    std::fs::write(&state, good).unwrap();
+    watch.wait_stdout("hostomatic-web2 destroyed", |l| {
+        l.contains("\"droplet_destroyed\"") && l.contains("hostomatic-web2")
+    });
+    watch.wait_stdout("the third orchestration", orchestrated);
+
+    // Its own state writes never start another run.
+    let calls = sandbox.mutating_calls().len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sandbox.mutating_calls().len(), calls, "orchestrate re-triggered itself");
+
+    let _ = Command::new("kill")
+        .args(["-INT", &watch.child.id().to_string()])
+        .status();
+    let out = watch.finish();
+    assert_eq!(out.code, 130, "{}", describe(&out));
+    assert!(
+        out.stderr.contains("invalid JSON") && out.stderr.contains("nothing applied, still watching"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        out.stdout.matches("\"event\":\"orchestrated\"").count(),
+        3,
+        "{}",
+        describe(&out)
+    );
+    let cloud = sandbox.cloud_droplets().await;
+    assert_eq!(cloud, sandbox.state_droplets());
 }

@@ -21,7 +21,7 @@ use crate::harness::{Output, Test};
 use crate::openapi::{report, Options, Spec};
 
 /// Longest a droplet may take to become active, or an action to complete.
-const BOOT: Duration = Duration::from_secs(120);
+pub(crate) const BOOT: Duration = Duration::from_secs(120);
 
 /// Whether a tool the sandbox needs is here; without it the test is skipped, or fails under
 /// `INFRA_REQUIRE_TOOLS=1`.
@@ -43,16 +43,16 @@ fn have(tool: &str, probe: &[&str]) -> bool {
 }
 
 /// A running sandbox in its own project; `infra sandbox down` when dropped.
-struct Sandbox {
-    test: Test,
+pub(crate) struct Sandbox {
+    pub(crate) test: Test,
     url: String,
     token: String,
-    key: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 impl Sandbox {
     /// `None` when the tools are missing and the test is skipped.
-    fn up(args: &[&str]) -> Option<Sandbox> {
+    pub(crate) fn up(args: &[&str]) -> Option<Sandbox> {
         if !have("docker", &["version"]) || !have("ssh", &["-V"]) {
             return None;
         }
@@ -81,7 +81,7 @@ impl Sandbox {
         self.test.infra(args)
     }
 
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client::new(
             &self.url,
             Token::new(self.token.clone()).unwrap(),
@@ -90,7 +90,7 @@ impl Sandbox {
         .unwrap()
     }
 
-    fn public_key(&self) -> String {
+    pub(crate) fn public_key(&self) -> String {
         std::fs::read_to_string(infra::keypair::public_path(&self.key)).unwrap()
     }
 
@@ -100,7 +100,7 @@ impl Sandbox {
     }
 
     /// Runs `command` as root on `ip` with the project's key.
-    fn ssh(&self, ip: &str, command: &str) -> Result<String, String> {
+    pub(crate) fn ssh(&self, ip: &str, command: &str) -> Result<String, String> {
         ssh(&self.key, ip, command)
     }
 
@@ -180,7 +180,7 @@ where
     }
 }
 
-async fn wait_active(client: &Client, id: u64) -> Droplet {
+pub(crate) async fn wait_active(client: &Client, id: u64) -> Droplet {
     wait_for(&format!("droplet {id} to be active"), BOOT, || async {
         let droplet = client.get_droplet(id).await.unwrap();
         (droplet.status == DropletStatus::Active).then_some(droplet)
@@ -188,7 +188,7 @@ async fn wait_active(client: &Client, id: u64) -> Droplet {
     .await
 }
 
-async fn act(client: &Client, droplet: u64, action: DropletAction) -> Action {
+pub(crate) async fn act(client: &Client, droplet: u64, action: DropletAction) -> Action {
     let started = client.droplet_action(droplet, &action).await.unwrap();
     client
         .wait_for_action(started.id, Duration::from_millis(250), BOOT)
@@ -196,7 +196,7 @@ async fn act(client: &Client, droplet: u64, action: DropletAction) -> Action {
         .unwrap_or_else(|e| panic!("{action:?} on droplet {droplet}: {e}"))
 }
 
-fn spec(image: ImageRef, key: u64, tags: &[&str]) -> DropletSpec {
+pub(crate) fn spec(image: ImageRef, key: u64, tags: &[&str]) -> DropletSpec {
     let mut spec = DropletSpec::new("s-1vcpu-1gb", image);
     spec.region = Some("lon1".into());
     spec.ssh_keys = vec![SshKeyRef::Id(key)];
@@ -220,7 +220,8 @@ fn docker_lines(args: &[&str]) -> Vec<String> {
 /// keeps everything; delete and `down` leave nothing behind.
 #[tokio::test(flavor = "multi_thread")]
 async fn sandbox_droplets_are_real_hosts() {
-    let Some(sandbox) = Sandbox::up(&[]) else {
+    // No spares: every droplet here boots on demand (the spares' own test is below).
+    let Some(sandbox) = Sandbox::up(&["--spares", "0"]) else {
         return;
     };
     let client = sandbox.client();
@@ -371,7 +372,7 @@ async fn sandbox_droplets_are_real_hosts() {
         (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
     })
     .await;
-    let again = sandbox.infra(&["sandbox", "up"]);
+    let again = sandbox.infra(&["sandbox", "up", "--spares", "0"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(field(&again.stdout, "DO_TOKEN="), sandbox.token);
     let client = Client::new(
@@ -422,6 +423,263 @@ async fn sandbox_droplets_are_real_hosts() {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+impl Sandbox {
+    /// `GET /sandbox/spares`: `{"target": .., "ready": .., "booting": ..}`.
+    async fn spares(&self, url: &str) -> Value {
+        let answer: Value = reqwest::Client::new()
+            .get(format!("{url}/sandbox/spares"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["spares"].clone()
+    }
+
+    /// Waits until `ready` spares are ready; the spares' containers, by id.
+    async fn wait_spares(&self, url: &str, ready: u64) -> BTreeSet<String> {
+        wait_for(&format!("{ready} ready spares"), BOOT, || async {
+            (self.spares(url).await["ready"] == json!(ready)).then_some(())
+        })
+        .await;
+        let prefix = format!("infra-sbx-{}-spare-", self.sandbox_id());
+        docker_lines(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("name={prefix}"),
+        ])
+        .into_iter()
+        .collect()
+    }
+}
+
+/// `docker inspect --format FORMAT container`, trimmed.
+fn inspect(container: &str, format: &str) -> String {
+    docker_lines(&["inspect", "--format", format, container]).join("\n")
+}
+
+/// A droplet made from a spare is a droplet like any other: its own hostname (which a power
+/// cycle keeps), host keys made for it (none of the spare's, none shared with another
+/// droplet), exactly the requested authorized keys, the spare's address; snapshot, power
+/// cycle and delete work on it. Spares are not droplets to the API, are refilled after a take,
+/// survive a restart of the server, and `down` removes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_droplets_from_spares_are_ordinary_droplets() {
+    let Some(sandbox) = Sandbox::up(&["--spares", "2"]) else {
+        return;
+    };
+    let server = sandbox.test.json("config/.infra/sandbox/server.json");
+    assert_eq!(server["spares"], json!(2), "{server}");
+    let client = sandbox.client();
+    let key = client
+        .create_ssh_key(&SshKeyCreate {
+            name: "infra".into(),
+            public_key: sandbox.public_key(),
+        })
+        .await
+        .unwrap();
+    // A second account key, not asked for: it must not reach the droplets.
+    client
+        .create_ssh_key(&SshKeyCreate {
+            name: "other".into(),
+            public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBC+Y9vCMVPM7rJSlpdh9hh/3Lb3cwNEp9T6uiCur8B3 other@example".into(),
+        })
+        .await
+        .unwrap();
+
+    let spares = sandbox.wait_spares(&sandbox.url, 2).await;
+    assert_eq!(spares.len(), 2, "{spares:?}");
+    // Spares are no droplets.
+    assert!(client.list_droplets(None).await.unwrap().is_empty());
+    let status = sandbox.infra(&["sandbox", "status", "--json"]);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["droplets"], json!([]));
+    assert_eq!(status["spares"]["ready"], json!(2), "{status}");
+    let host_key = "cat /etc/ssh/ssh_host_ed25519_key.pub";
+    let mut spare_keys = BTreeSet::new();
+    let mut spare_ips = BTreeSet::new();
+    for spare in &spares {
+        spare_keys.insert(docker_lines(&["exec", spare, "sh", "-c", host_key]).join(""));
+        spare_keys.insert(
+            docker_lines(&["exec", spare, "cat", "/etc/ssh/ssh_host_rsa_key.pub"]).join(""),
+        );
+        spare_ips.insert(inspect(
+            spare,
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        ));
+    }
+
+    let created = client
+        .create_droplets(&DropletMultiCreate {
+            names: vec!["pool-a".into(), "pool-b".into()],
+            spec: spec("debian-12-x64".into(), key.id, &["pool"]),
+        })
+        .await
+        .unwrap();
+    let a = wait_active(&client, created.droplets[0].id).await;
+    let b = wait_active(&client, created.droplets[1].id).await;
+    let sandbox_id = sandbox.sandbox_id();
+    let container = |id: u64| format!("infra-sbx-{sandbox_id}-{id}");
+    // Both came from the spares: the same containers, renamed, at the spares' addresses.
+    for droplet in [&a, &b] {
+        let id = inspect(&container(droplet.id), "{{.Id}}");
+        assert!(spares.contains(&id), "droplet {} is no spare", droplet.name);
+        let ip = droplet.public_ipv4().unwrap().to_string();
+        assert!(spare_ips.contains(&ip), "{ip} is none of {spare_ips:?}");
+    }
+    let ip_a = a.public_ipv4().unwrap().to_string();
+    let ip_b = b.public_ipv4().unwrap().to_string();
+    assert_ne!(ip_a, ip_b);
+    assert_eq!(a.tags, ["pool"]);
+
+    for (droplet, ip) in [(&a, &ip_a), (&b, &ip_b)] {
+        let name = &droplet.name;
+        assert_eq!(sandbox.ssh(ip, "hostname").unwrap(), *name);
+        assert_eq!(sandbox.ssh(ip, "cat /etc/hostname").unwrap(), *name);
+        assert_eq!(
+            sandbox
+                .ssh(ip, &format!("grep -w {name} /etc/hosts | cut -f1"))
+                .unwrap(),
+            *ip
+        );
+        assert_eq!(
+            sandbox.ssh(ip, "cat /etc/infra-droplet-id").unwrap(),
+            droplet.id.to_string()
+        );
+        assert_eq!(
+            sandbox.ssh(ip, "cat /root/.ssh/authorized_keys").unwrap(),
+            sandbox.public_key().trim()
+        );
+        // The host keys sshd shows are new, made for this droplet: none of the spare's.
+        let shown = Command::new("ssh-keyscan")
+            .args(["-t", "ed25519", ip])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        let key = sandbox.ssh(ip, host_key).unwrap();
+        let key_body = key.split_whitespace().nth(1).unwrap().to_owned();
+        assert!(shown.contains(&key_body), "sshd shows {shown}, not {key}");
+        assert!(!spare_keys.contains(&key), "{name} kept a spare's host key");
+        // The RSA key is made in the background, as on any droplet's first boot.
+        wait_for(&format!("a new RSA host key on {name}"), BOOT, || async {
+            sandbox
+                .ssh(ip, "cat /etc/ssh/ssh_host_rsa_key.pub")
+                .ok()
+                .filter(|k| !k.is_empty() && !spare_keys.contains(k))
+        })
+        .await;
+    }
+    let key_a = sandbox.ssh(&ip_a, host_key).unwrap();
+    assert_ne!(key_a, sandbox.ssh(&ip_b, host_key).unwrap());
+
+    // The pool refills with new spares; the API still shows two droplets.
+    let refilled = sandbox.wait_spares(&sandbox.url, 2).await;
+    assert_eq!(refilled.len(), 2, "{refilled:?}");
+    assert!(refilled.is_disjoint(&spares));
+    assert_eq!(client.list_droplets(None).await.unwrap().len(), 2);
+
+    // A power cycle keeps its name and host keys (Docker gives the container back the spare's
+    // hostname; the droplet's init puts the droplet's back).
+    act(&client, a.id, DropletAction::PowerCycle).await;
+    let a = wait_active(&client, a.id).await;
+    assert_eq!(a.public_ipv4().unwrap().to_string(), ip_a);
+    assert_eq!(sandbox.ssh(&ip_a, "hostname").unwrap(), "pool-a");
+    assert_eq!(sandbox.ssh(&ip_a, host_key).unwrap(), key_a);
+
+    // A snapshot of it makes a droplet (on demand) with its disk, its own name and host keys.
+    sandbox
+        .ssh(&ip_a, "echo written-on-pool-a >/root/marker")
+        .unwrap();
+    act(
+        &client,
+        a.id,
+        DropletAction::Snapshot {
+            name: "pool-a-snap".into(),
+        },
+    )
+    .await;
+    let snapshot = client.list_droplet_snapshots(a.id).await.unwrap()[0].id;
+    let restored = client
+        .create_droplet(&DropletCreate {
+            name: "pool-c".into(),
+            spec: spec(ImageRef::Id(snapshot), key.id, &["pool"]),
+        })
+        .await
+        .unwrap();
+    let c = wait_active(&client, restored.droplet.id).await;
+    let ip_c = c.public_ipv4().unwrap().to_string();
+    assert!(!refilled.contains(&inspect(&container(c.id), "{{.Id}}")));
+    assert!(![&ip_a, &ip_b].contains(&&ip_c));
+    assert_eq!(
+        sandbox.ssh(&ip_c, "cat /root/marker").unwrap(),
+        "written-on-pool-a"
+    );
+    assert_eq!(sandbox.ssh(&ip_c, "hostname").unwrap(), "pool-c");
+    assert_ne!(sandbox.ssh(&ip_c, host_key).unwrap(), key_a);
+    assert_eq!(
+        sandbox
+            .ssh(
+                &ip_c,
+                "cat /etc/infra-droplet-id; test -e /etc/infra-droplet || echo none"
+            )
+            .unwrap(),
+        format!("{}\nnone", c.id)
+    );
+
+    // A restarted server keeps the spares it had (the same containers).
+    let pid = sandbox.test.json("config/.infra/sandbox/server.json")["pid"]
+        .as_u64()
+        .unwrap();
+    assert!(Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the server to stop", Duration::from_secs(15), || async {
+        (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    })
+    .await;
+    let again = sandbox.infra(&["sandbox", "up", "--spares", "2"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let url = field(&again.stdout, "DO_API_URL=");
+    let status = sandbox.spares(&url).await;
+    assert_eq!(status["ready"], json!(2), "{status}");
+    assert_eq!(sandbox.wait_spares(&url, 2).await, refilled);
+    let client = Client::new(
+        &url,
+        Token::new(sandbox.token.clone()).unwrap(),
+        RetryPolicy::default(),
+    )
+    .unwrap();
+    assert_eq!(client.list_droplets(None).await.unwrap().len(), 3);
+
+    // Delete: the droplets' containers go, the spares stay, until `down`.
+    for id in [a.id, b.id, c.id] {
+        client.delete_droplet(id).await.unwrap();
+        assert!(docker_lines(&[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("name={}$", container(id))
+        ])
+        .is_empty());
+    }
+    let label = format!("label=infra.sandbox={sandbox_id}");
+    let left: BTreeSet<String> =
+        docker_lines(&["ps", "-a", "-q", "--no-trunc", "--filter", &label])
+            .into_iter()
+            .collect();
+    assert_eq!(left, refilled);
+    let down = sandbox.infra(&["sandbox", "down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(docker_lines(&["ps", "-a", "-q", "--filter", &label]).is_empty());
+}
 
 /// Sends requests to the sandbox and holds each one, and each answer, against the contract.
 struct Contract<'a> {
@@ -558,7 +816,7 @@ impl<'a> Contract<'a> {
 /// DigitalOcean's error answers) and validates every answer against the contract's schemas.
 #[tokio::test(flavor = "multi_thread")]
 async fn sandbox_answers_every_route_as_the_contract_says() {
-    let Some(sandbox) = Sandbox::up(&[]) else {
+    let Some(sandbox) = Sandbox::up(&["--spares", "2"]) else {
         return;
     };
     let api = Contract::new(&sandbox);
@@ -930,7 +1188,7 @@ async fn sandbox_answers_every_route_as_the_contract_says() {
 /// wrong) shows up in output or logs.
 #[tokio::test(flavor = "multi_thread")]
 async fn sandbox_refuses_a_wrong_token_without_showing_it() {
-    let Some(sandbox) = Sandbox::up(&[]) else {
+    let Some(sandbox) = Sandbox::up(&["--spares", "0"]) else {
         return;
     };
     let wrong = "dop_v1_this-is-not-the-sandbox-token-0123456789";
@@ -962,7 +1220,8 @@ async fn sandbox_refuses_a_wrong_token_without_showing_it() {
 /// DigitalOcean's shape; `--latency-ms` delays every answer; the client's retries get through.
 #[tokio::test(flavor = "multi_thread")]
 async fn sandbox_injects_the_faults_it_was_started_with() {
-    let Some(sandbox) = Sandbox::up(&["--fail-rate", "0.5", "--latency-ms", "20"]) else {
+    let Some(sandbox) = Sandbox::up(&["--fail-rate", "0.5", "--latency-ms", "20", "--spares", "0"])
+    else {
         return;
     };
     let spec = Spec::contract();
@@ -1006,7 +1265,7 @@ async fn sandbox_injects_the_faults_it_was_started_with() {
 /// and keys never makes one twice: an ambiguous create is followed by a look, not a blind retry.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_converges_on_a_flaky_sandbox_without_duplicates() {
-    let Some(sandbox) = Sandbox::up(&["--fail-rate", "0.2"]) else {
+    let Some(sandbox) = Sandbox::up(&["--fail-rate", "0.2", "--spares", "2"]) else {
         return;
     };
     let client = sandbox.client();
@@ -1059,7 +1318,7 @@ async fn the_client_converges_on_a_flaky_sandbox_without_duplicates() {
 /// `Client::for_project` finds the project's sandbox by itself: no variables to export.
 #[tokio::test(flavor = "multi_thread")]
 async fn infra_finds_the_project_sandbox_without_exported_variables() {
-    let Some(sandbox) = Sandbox::up(&[]) else {
+    let Some(sandbox) = Sandbox::up(&["--spares", "0"]) else {
         return;
     };
     if std::env::var_os("DO_TOKEN").is_some() {

@@ -61,40 +61,54 @@ fn progress(ctx: &Context, event: &str, droplet: &str, text: &str, extra: serde_
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("admin_ip", move || -> Result<String, Box<EvalAltResult>> { admin_ip(&c) });
-    let c = ctx.clone();
-    engine.register_fn("ensure_ssh_key", move || -> Result<i64, Box<EvalAltResult>> {
-        if c.dry_run() {
-            report_dry_run("register the infrastructure SSH key with the account");
-            return Ok(0);
-        }
-        hold_lock(&c)?;
-        let p = c.provisioner()?;
-        let key = c.block_on(p.ensure_key())?.map_err(cloud_error)?;
-        Ok(key.id as i64)
+    engine.register_fn("admin_ip", move || -> Result<String, Box<EvalAltResult>> {
+        admin_ip(&c)
     });
     let c = ctx.clone();
-    engine.register_fn("create_droplet", move |which: Dynamic| -> Result<Map, Box<EvalAltResult>> {
-        create(&c, names(which)?)
-    });
+    engine.register_fn(
+        "ensure_ssh_key",
+        move || -> Result<i64, Box<EvalAltResult>> {
+            if c.dry_run() {
+                report_dry_run("register the infrastructure SSH key with the account");
+                return Ok(0);
+            }
+            hold_lock(&c)?;
+            let p = c.provisioner()?;
+            let key = c.block_on(p.ensure_key())?.map_err(cloud_error)?;
+            Ok(key.id as i64)
+        },
+    );
     let c = ctx.clone();
-    engine.register_fn("destroy_droplet", move |which: Dynamic| -> Result<(), Box<EvalAltResult>> {
-        destroy(&c, names(which)?)
-    });
+    engine.register_fn(
+        "create_droplet",
+        move |which: Dynamic| -> Result<Map, Box<EvalAltResult>> { create(&c, names(which)?) },
+    );
     let c = ctx.clone();
-    engine.register_fn("assign_services", move || -> Result<(), Box<EvalAltResult>> {
-        assign_services(&c)
-    });
+    engine.register_fn(
+        "destroy_droplet",
+        move |which: Dynamic| -> Result<(), Box<EvalAltResult>> { destroy(&c, names(which)?) },
+    );
     let c = ctx.clone();
-    engine.register_fn("ensure_firewall", move || -> Result<(), Box<EvalAltResult>> {
-        let admin = admin_ip(&c)?;
-        ensure_firewall(&c, &admin)
-    });
+    engine.register_fn(
+        "assign_services",
+        move || -> Result<(), Box<EvalAltResult>> { assign_services(&c) },
+    );
     let c = ctx.clone();
-    engine.register_fn("ensure_firewall", move |admin: &str| -> Result<(), Box<EvalAltResult>> {
-        crate::provision::check_cidr(admin).map_err(bad_input)?;
-        ensure_firewall(&c, admin)
-    });
+    engine.register_fn(
+        "ensure_firewall",
+        move || -> Result<(), Box<EvalAltResult>> {
+            let admin = admin_ip(&c)?;
+            ensure_firewall(&c, &admin)
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "ensure_firewall",
+        move |admin: &str| -> Result<(), Box<EvalAltResult>> {
+            crate::provision::check_cidr(admin).map_err(bad_input)?;
+            ensure_firewall(&c, admin)
+        },
+    );
 }
 
 /// `ADMIN_IP` from the environment, else the address stored by `update-admin-ip`.
@@ -122,13 +136,18 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
     let mut jobs = Vec::new();
     for name in &names {
         let spec = wanted.get(name).ok_or_else(|| {
-            bad_input(format!("`{name}` is not a droplet the spec asks for; `infra plan` lists them"))
+            bad_input(format!(
+                "`{name}` is not a droplet the spec asks for; `infra plan` lists them"
+            ))
         })?;
         jobs.push((name.clone(), spec.clone()));
     }
     if ctx.dry_run() {
         for (name, d) in &jobs {
-            report_dry_run(&format!("create droplet `{name}` ({}, {}, {})", d.size, d.region, d.role));
+            report_dry_run(&format!(
+                "create droplet `{name}` ({}, {}, {})",
+                d.size, d.region, d.role
+            ));
         }
         return Ok(out);
     }
@@ -136,7 +155,13 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
     let p = ctx.provisioner()?;
     let key = ctx.block_on(p.ensure_key())?.map_err(cloud_error)?;
     for (name, _) in &jobs {
-        progress(ctx, "droplet_creating", name, "creating (or adopting the tagged droplet)", serde_json::json!({}));
+        progress(
+            ctx,
+            "droplet_creating",
+            name,
+            "creating (or adopting the tagged droplet)",
+            serde_json::json!({}),
+        );
     }
     let started = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -146,7 +171,11 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
     };
     // Each droplet is recorded as it comes up, so a crash keeps what exists.
     while let Some(ready) = ctx.block_on(rx.recv())? {
-        let d = &jobs.iter().find(|(n, _)| n == &ready.name).expect("a droplet asked for").1;
+        let d = &jobs
+            .iter()
+            .find(|(n, _)| n == &ready.name)
+            .expect("a droplet asked for")
+            .1;
         record_droplet(ctx, &ready, d)?;
         let secs = started.elapsed().as_secs_f64();
         let how = match ready.outcome {
@@ -160,7 +189,11 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
             &format!("active at {} ({how}, {secs:.1} s)", ready.ip),
             serde_json::json!({"ip": ready.ip, "id": ready.id, "outcome": how, "seconds": secs}),
         );
-        ctx.audit("create_droplet", &ready.name, &format!("{how}, {}", ready.ip));
+        ctx.audit(
+            "create_droplet",
+            &ready.name,
+            &format!("{how}, {}", ready.ip),
+        );
         let mut m = Map::new();
         m.insert("ip".into(), ready.ip.clone().into());
         m.insert("id".into(), (ready.id as i64).into());
@@ -183,11 +216,26 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
 }
 
 /// Writes a ready droplet into the state at once, so a crash after this point keeps it.
-fn record_droplet(ctx: &Context, ready: &Ready, d: &crate::state::RequiredDroplet) -> Result<(), Box<EvalAltResult>> {
+fn record_droplet(
+    ctx: &Context,
+    ready: &Ready,
+    d: &crate::state::RequiredDroplet,
+) -> Result<(), Box<EvalAltResult>> {
     ctx.store()?
         .update(|s| {
-            let monitors = s.droplet(&ready.name).map(|r| r.monitors).unwrap_or_default();
-            s.add_droplet(&ready.name, Some(&ready.ip), &d.size, &d.region, &d.role, &monitors, d.project.as_deref());
+            let monitors = s
+                .droplet(&ready.name)
+                .map(|r| r.monitors)
+                .unwrap_or_default();
+            s.add_droplet(
+                &ready.name,
+                Some(&ready.ip),
+                &d.size,
+                &d.region,
+                &d.role,
+                &monitors,
+                d.project.as_deref(),
+            );
             s.set_droplet_id(&ready.name, ready.id)
         })
         .map_err(store_error)
@@ -214,7 +262,13 @@ fn destroy(ctx: &Context, names: Vec<String>) -> Result<(), Box<EvalAltResult>> 
             })
             .map_err(store_error)?;
         let what = if existed { "destroyed" } else { "already gone" };
-        progress(ctx, "droplet_destroyed", &name, what, serde_json::json!({"existed": existed}));
+        progress(
+            ctx,
+            "droplet_destroyed",
+            &name,
+            what,
+            serde_json::json!({"existed": existed}),
+        );
         ctx.audit("destroy_droplet", &name, what);
     }
     Ok(())
@@ -230,7 +284,12 @@ fn assign_services(ctx: &Context) -> Result<(), Box<EvalAltResult>> {
         let runtime = s.runtime();
         for (key, services) in &runtime.projects {
             for service in services.keys() {
-                if loaded.services.get(key).and_then(|m| m.get(service)).is_none() {
+                if loaded
+                    .services
+                    .get(key)
+                    .and_then(|m| m.get(service))
+                    .is_none()
+                {
                     s.remove_project_service(key, service);
                 }
             }
@@ -274,7 +333,9 @@ fn ensure_firewall(ctx: &Context, admin: &str) -> Result<(), Box<EvalAltResult>>
     let master = {
         let store = ctx.store()?;
         let state = store.state();
-        state.master_droplet().and_then(|(name, _)| state.droplet_id(&name))
+        state
+            .master_droplet()
+            .and_then(|(name, _)| state.droplet_id(&name))
     };
     if ctx.dry_run() {
         report_dry_run(&format!("make the firewalls allow SSH only from {admin}"));
@@ -282,7 +343,9 @@ fn ensure_firewall(ctx: &Context, admin: &str) -> Result<(), Box<EvalAltResult>>
     }
     hold_lock(ctx)?;
     let p = ctx.provisioner()?;
-    let changed = ctx.block_on(p.ensure_firewalls(admin, master))?.map_err(cloud_error)?;
+    let changed = ctx
+        .block_on(p.ensure_firewalls(admin, master))?
+        .map_err(cloud_error)?;
     for change in &changed {
         println!("{change}");
         ctx.audit("ensure_firewall", change, "done");
@@ -295,7 +358,10 @@ pub fn register_maintenance(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("cloud_timings", move || -> Map {
         let total = c.started.elapsed();
-        let t = c.provisioner_if_used().map(|p| p.timings()).unwrap_or_default();
+        let t = c
+            .provisioner_if_used()
+            .map(|p| p.timings())
+            .unwrap_or_default();
         let own = total.saturating_sub(t.api + t.boot_wait);
         let ms = |d: std::time::Duration| Dynamic::from((d.as_secs_f64() * 1000.0).round() as i64);
         let mut m = Map::new();
@@ -306,65 +372,80 @@ pub fn register_maintenance(engine: &mut Engine, ctx: &Arc<Context>) {
         m
     });
     let c = ctx.clone();
-    engine.register_fn("update_admin_ip", move |cidr: &str| -> Result<(), Box<EvalAltResult>> {
-        crate::provision::check_cidr(cidr).map_err(bad_input)?;
-        let old = c.store()?.state().admin_ip();
-        c.store()?
-            .update(|s| {
-                s.set_admin_ip(cidr);
-                Ok(())
-            })
-            .map_err(store_error)?;
-        if c.dry_run() {
-            report_dry_run(&format!("store {cidr} as the administrator's address"));
-        } else {
-            c.audit("update_admin_ip", cidr, &format!("was {}", old.as_deref().unwrap_or("unset")));
-        }
-        Ok(())
-    });
-    let c = ctx.clone();
-    engine.register_fn("old_snapshots", move || -> Result<Array, Box<EvalAltResult>> {
-        let retention = c
-            .loaded()?
-            .spec
-            .snapshot_retention
-            .map(|n| n as usize)
-            .unwrap_or(crate::provision::DEFAULT_SNAPSHOT_RETENTION);
-        let p = c.provisioner()?;
-        let old = c.block_on(p.old_snapshots(retention))?.map_err(cloud_error)?;
-        Ok(old
-            .into_iter()
-            .map(|s| {
-                let mut m = Map::new();
-                m.insert("id".into(), s.id.to_string().into());
-                m.insert("name".into(), s.name.into());
-                m.insert("droplet".into(), s.resource_id.into());
-                m.insert("created_at".into(), s.created_at.into());
-                m.into()
-            })
-            .collect())
-    });
-    let c = ctx.clone();
-    engine.register_fn("delete_snapshots", move |list: Array| -> Result<(), Box<EvalAltResult>> {
-        let p = c.provisioner()?;
-        for item in list {
-            let map = item
-                .try_cast::<Map>()
-                .ok_or_else(|| bad_input("delete_snapshots takes the maps old_snapshots() returns"))?;
-            let id = map
-                .get("id")
-                .and_then(|v| v.clone().into_string().ok())
-                .ok_or_else(|| bad_input("a snapshot without an `id`"))?;
+    engine.register_fn(
+        "update_admin_ip",
+        move |cidr: &str| -> Result<(), Box<EvalAltResult>> {
+            crate::provision::check_cidr(cidr).map_err(bad_input)?;
+            let old = c.store()?.state().admin_ip();
+            c.store()?
+                .update(|s| {
+                    s.set_admin_ip(cidr);
+                    Ok(())
+                })
+                .map_err(store_error)?;
             if c.dry_run() {
-                report_dry_run(&format!("delete snapshot {id}"));
-                continue;
+                report_dry_run(&format!("store {cidr} as the administrator's address"));
+            } else {
+                c.audit(
+                    "update_admin_ip",
+                    cidr,
+                    &format!("was {}", old.as_deref().unwrap_or("unset")),
+                );
             }
-            let snapshot_id = crate::cloud::SnapshotId::from(id.as_str());
-            c.block_on(p.client.delete_snapshot(&snapshot_id))?
-                .map_err(|e| cloud_error(e.into()))?;
-            println!("deleted snapshot {id}");
-            c.audit("delete_snapshot", &id, "deleted");
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "old_snapshots",
+        move || -> Result<Array, Box<EvalAltResult>> {
+            let retention = c
+                .loaded()?
+                .spec
+                .snapshot_retention
+                .map(|n| n as usize)
+                .unwrap_or(crate::provision::DEFAULT_SNAPSHOT_RETENTION);
+            let p = c.provisioner()?;
+            let old = c
+                .block_on(p.old_snapshots(retention))?
+                .map_err(cloud_error)?;
+            Ok(old
+                .into_iter()
+                .map(|s| {
+                    let mut m = Map::new();
+                    m.insert("id".into(), s.id.to_string().into());
+                    m.insert("name".into(), s.name.into());
+                    m.insert("droplet".into(), s.resource_id.into());
+                    m.insert("created_at".into(), s.created_at.into());
+                    m.into()
+                })
+                .collect())
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "delete_snapshots",
+        move |list: Array| -> Result<(), Box<EvalAltResult>> {
+            let p = c.provisioner()?;
+            for item in list {
+                let map = item.try_cast::<Map>().ok_or_else(|| {
+                    bad_input("delete_snapshots takes the maps old_snapshots() returns")
+                })?;
+                let id = map
+                    .get("id")
+                    .and_then(|v| v.clone().into_string().ok())
+                    .ok_or_else(|| bad_input("a snapshot without an `id`"))?;
+                if c.dry_run() {
+                    report_dry_run(&format!("delete snapshot {id}"));
+                    continue;
+                }
+                let snapshot_id = crate::cloud::SnapshotId::from(id.as_str());
+                c.block_on(p.client.delete_snapshot(&snapshot_id))?
+                    .map_err(|e| cloud_error(e.into()))?;
+                println!("deleted snapshot {id}");
+                c.audit("delete_snapshot", &id, "deleted");
+            }
+            Ok(())
+        },
+    );
 }

@@ -19,20 +19,27 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         .register_get("summary", |p: &mut Plan| to_dynamic(&p.summary))
         .register_get("force", |p: &mut Plan| p.force)
         .register_fn("to_string", |p: &mut Plan| p.render_text())
-        .register_fn("droplets", |p: &mut Plan, action: &str| -> Result<rhai::Array, Box<EvalAltResult>> {
-            let action = match action {
-                "create" => Action::Create,
-                "update" => Action::Update,
-                "replace" => Action::Replace,
-                "delete" => Action::Delete,
-                other => return Err(crate::host::error::bad_input(format!("no plan action `{other}`; use create, update, replace or delete"))),
-            };
-            Ok(p.changes
-                .iter()
-                .filter(|c| c.kind == Kind::Droplet && c.action == action)
-                .map(|c| rhai::Dynamic::from(c.target.clone()))
-                .collect())
-        });
+        .register_fn(
+            "droplets",
+            |p: &mut Plan, action: &str| -> Result<rhai::Array, Box<EvalAltResult>> {
+                let action = match action {
+                    "create" => Action::Create,
+                    "update" => Action::Update,
+                    "replace" => Action::Replace,
+                    "delete" => Action::Delete,
+                    other => {
+                        return Err(crate::host::error::bad_input(format!(
+                            "no plan action `{other}`; use create, update, replace or delete"
+                        )))
+                    }
+                };
+                Ok(p.changes
+                    .iter()
+                    .filter(|c| c.kind == Kind::Droplet && c.action == action)
+                    .map(|c| rhai::Dynamic::from(c.target.clone()))
+                    .collect())
+            },
+        );
     let c = ctx.clone();
     engine.register_fn("plan", move || compute(&c, false));
     let c = ctx.clone();

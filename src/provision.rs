@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cloud::{
-    Client, CloudError, DropletCreate, DropletSpec, DropletStatus, Firewall,
-    FirewallRequest, ImageRef, InboundRule, Outcome, OutboundRule, Protocol, RuleTarget, SshKey,
-    SshKeyRef,
+    Client, CloudError, DropletCreate, DropletSpec, DropletStatus, Firewall, FirewallRequest,
+    ImageRef, InboundRule, OutboundRule, Outcome, Protocol, RuleTarget, SshKey, SshKeyRef,
 };
 use crate::project::Project;
 use crate::state::RequiredDroplet;
@@ -90,7 +89,10 @@ impl Provisioner {
     }
 
     /// Awaits an API call, counting its time.
-    async fn api<T>(&self, call: impl std::future::Future<Output = Result<T, CloudError>>) -> Result<T, CloudError> {
+    async fn api<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, CloudError> {
         let start = Instant::now();
         let result = call.await;
         self.timings.lock().expect("timings").api += start.elapsed();
@@ -119,7 +121,9 @@ impl Provisioner {
             path: self.project.display(&path),
             source,
         })?;
-        Ok(self.api(self.client.ensure_ssh_key("infra", &public)).await?)
+        Ok(self
+            .api(self.client.ensure_ssh_key("infra", &public))
+            .await?)
     }
 
     fn request(&self, key: &SshKey, name: &str, wanted: &RequiredDroplet) -> DropletCreate {
@@ -149,7 +153,9 @@ impl Provisioner {
         let mut attempt = 0;
         loop {
             self.check_cancel()?;
-            let existing = self.api(self.client.list_droplets_by_tag(INFRA_TAG)).await?;
+            let existing = self
+                .api(self.client.list_droplets_by_tag(INFRA_TAG))
+                .await?;
             for (name, _) in wanted {
                 if !ids.contains_key(name) {
                     if let Some(d) = existing.iter().find(|d| &d.name == name) {
@@ -157,8 +163,10 @@ impl Provisioner {
                     }
                 }
             }
-            let missing: Vec<&(String, RequiredDroplet)> =
-                wanted.iter().filter(|(n, _)| !ids.contains_key(n)).collect();
+            let missing: Vec<&(String, RequiredDroplet)> = wanted
+                .iter()
+                .filter(|(n, _)| !ids.contains_key(n))
+                .collect();
             if missing.is_empty() {
                 break;
             }
@@ -167,7 +175,9 @@ impl Provisioner {
             for (name, d) in missing {
                 let client = self.client.clone();
                 let request = self.request(key, name, d);
-                creates.spawn(async move { (request.name.clone(), client.create_droplet(&request).await) });
+                creates.spawn(async move {
+                    (request.name.clone(), client.create_droplet(&request).await)
+                });
             }
             let mut ambiguous = false;
             let creating = Instant::now();
@@ -188,7 +198,8 @@ impl Provisioner {
             if !ambiguous {
                 break;
             }
-            self.pause(Duration::from_millis(250 * u64::from(attempt))).await;
+            self.pause(Duration::from_millis(250 * u64::from(attempt)))
+                .await;
         }
 
         // One listing per round for all of them, gently spaced: a new droplet takes seconds
@@ -196,8 +207,10 @@ impl Provisioner {
         // the rate limit.
         let started = Instant::now();
         let mut delay = Duration::from_millis(500);
-        let mut waiting: HashMap<u64, (String, Outcome)> =
-            ids.into_iter().map(|(name, (id, outcome))| (id, (name, outcome))).collect();
+        let mut waiting: HashMap<u64, (String, Outcome)> = ids
+            .into_iter()
+            .map(|(name, (id, outcome))| (id, (name, outcome)))
+            .collect();
         // Each active droplet is handed on only once its sshd answers with a key that is
         // pinned (first time) or matches the pin: SSH waits run alongside the polling.
         let connector = Arc::new(crate::remote::Connector::for_project(&self.project)?);
@@ -208,11 +221,13 @@ impl Provisioner {
             let fleet = if first {
                 // Adopted droplets are often active already: look before sleeping.
                 first = false;
-                self.api(self.client.list_droplets_by_tag(INFRA_TAG)).await?
+                self.api(self.client.list_droplets_by_tag(INFRA_TAG))
+                    .await?
             } else {
                 self.pause(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
-                self.api(self.client.list_droplets_by_tag(INFRA_TAG)).await?
+                self.api(self.client.list_droplets_by_tag(INFRA_TAG))
+                    .await?
             };
             for droplet in fleet {
                 let up = droplet.status == DropletStatus::Active && droplet.public_ipv4().is_some();
@@ -224,11 +239,15 @@ impl Provisioner {
                         ip: ip.to_string(),
                         outcome: *outcome,
                     };
-                    let (connector, cancel, ready) = (connector.clone(), self.cancel.clone(), ready.clone());
+                    let (connector, cancel, ready) =
+                        (connector.clone(), self.cancel.clone(), ready.clone());
                     ssh.spawn(async move {
-                        let host = crate::remote::Host::new(done.name.clone(), std::net::IpAddr::V4(ip));
+                        let host =
+                            crate::remote::Host::new(done.name.clone(), std::net::IpAddr::V4(ip));
                         let deadline = std::time::Instant::now() + SSH_TIMEOUT;
-                        let session = crate::remote::wait_for_ssh(&connector, &host, deadline, &cancel).await?;
+                        let session =
+                            crate::remote::wait_for_ssh(&connector, &host, deadline, &cancel)
+                                .await?;
                         session.close().await;
                         let _ = ready.send(done);
                         Ok::<(), ProvisionError>(())
@@ -257,7 +276,10 @@ impl Provisioner {
     /// Deletes the tagged droplet `name`; `false` when there was none.
     pub async fn destroy(&self, name: &str) -> Result<bool, ProvisionError> {
         self.check_cancel()?;
-        let existed = match self.api(self.client.find_tagged_droplet(name, INFRA_TAG)).await? {
+        let existed = match self
+            .api(self.client.find_tagged_droplet(name, INFRA_TAG))
+            .await?
+        {
             Some(droplet) => {
                 self.api(self.client.delete_droplet(droplet.id)).await?;
                 true
@@ -284,7 +306,8 @@ impl Provisioner {
                     changed.push(format!("created firewall `{}`", wanted.name));
                 }
                 Some(have) if !same_firewall(have, &wanted) => {
-                    self.api(self.client.update_firewall(&have.id, &wanted)).await?;
+                    self.api(self.client.update_firewall(&have.id, &wanted))
+                        .await?;
                     changed.push(format!("updated firewall `{}`", wanted.name));
                 }
                 Some(_) => {}
@@ -307,7 +330,8 @@ impl Provisioner {
                     let existing = self.api(self.client.list_firewalls()).await?;
                     if let Some(have) = existing.iter().find(|f| f.name == wanted.name) {
                         if !same_firewall(have, wanted) {
-                            self.api(self.client.update_firewall(&have.id, wanted)).await?;
+                            self.api(self.client.update_firewall(&have.id, wanted))
+                                .await?;
                         }
                         return Ok(());
                     }
@@ -349,7 +373,12 @@ pub fn wanted_firewalls(admin_cidr: &str, master_id: Option<u64>) -> Vec<Firewal
         .into_iter()
         .map(|protocol| OutboundRule {
             protocol,
-            ports: if protocol == Protocol::Icmp { "0" } else { "1-65535" }.into(),
+            ports: if protocol == Protocol::Icmp {
+                "0"
+            } else {
+                "1-65535"
+            }
+            .into(),
             destinations: everywhere.clone(),
         })
         .collect::<Vec<_>>();
@@ -372,7 +401,10 @@ pub fn wanted_firewalls(admin_cidr: &str, master_id: Option<u64>) -> Vec<Firewal
     if let Some(id) = master_id {
         out.push(FirewallRequest {
             name: MASTER_FIREWALL.into(),
-            inbound_rules: vec![tcp("80", everywhere.clone()), tcp("443", everywhere.clone())],
+            inbound_rules: vec![
+                tcp("80", everywhere.clone()),
+                tcp("443", everywhere.clone()),
+            ],
             outbound_rules: outbound,
             droplet_ids: vec![id],
             tags: Vec::new(),
@@ -401,7 +433,9 @@ pub fn check_cidr(cidr: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{cidr}` is not an IPv4 address or CIDR; use one like 203.0.113.100/32"))
+        Err(format!(
+            "`{cidr}` is not an IPv4 address or CIDR; use one like 203.0.113.100/32"
+        ))
     }
 }
 
@@ -414,7 +448,9 @@ pub fn sandbox_admin_address(project: &Project) -> Option<String> {
     }
     crate::sandbox::client_env(project)?;
     let paths = crate::sandbox::Paths::of(project);
-    let state = crate::sandbox::store::Store::new(paths.state()).load().ok()??;
+    let state = crate::sandbox::store::Store::new(paths.state())
+        .load()
+        .ok()??;
     Some(format!("{}/32", state.network?.gateway))
 }
 

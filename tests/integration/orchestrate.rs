@@ -888,7 +888,11 @@ async fn watch_orchestrates_spec_edits_and_survives_a_broken_one() {
     std::fs::write(&state, "{ \"infrastructure_spec\": ").unwrap();
     // Give the watch the time to see it; nothing may change the cloud meanwhile.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(sandbox.mutating_calls().len(), calls, "a broken spec was applied");
+    assert_eq!(
+        sandbox.mutating_calls().len(),
+        calls,
+        "a broken spec was applied"
+    );
     std::fs::write(&state, good).unwrap();
     watch.wait_stdout("hostomatic-web2 destroyed", |l| {
         l.contains("\"droplet_destroyed\"") && l.contains("hostomatic-web2")
@@ -898,7 +902,11 @@ async fn watch_orchestrates_spec_edits_and_survives_a_broken_one() {
     // Its own state writes never start another run.
     let calls = sandbox.mutating_calls().len();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(sandbox.mutating_calls().len(), calls, "orchestrate re-triggered itself");
+    assert_eq!(
+        sandbox.mutating_calls().len(),
+        calls,
+        "orchestrate re-triggered itself"
+    );
 
     let _ = Command::new("kill")
         .args(["-INT", &watch.child.id().to_string()])
@@ -906,7 +914,8 @@ async fn watch_orchestrates_spec_edits_and_survives_a_broken_one() {
     let out = watch.finish();
     assert_eq!(out.code, 130, "{}", describe(&out));
     assert!(
-        out.stderr.contains("invalid JSON") && out.stderr.contains("nothing applied, still watching"),
+        out.stderr.contains("invalid JSON")
+            && out.stderr.contains("nothing applied, still watching"),
         "{}",
         describe(&out)
     );

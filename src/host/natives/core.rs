@@ -39,17 +39,25 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("json_output", move || c.options.json);
     // Asks a person at a terminal to type `yes`; without a terminal, says how to confirm.
-    engine.register_fn("confirm", |question: &str, flag: &str| -> Result<bool, Box<EvalAltResult>> {
-        use std::io::{BufRead, IsTerminal, Write};
-        if !std::io::stdin().is_terminal() {
-            return Err(bad_input(format!("{question}; not asking without a terminal: add {flag} to go ahead")));
-        }
-        eprint!("{question}. Type yes to go ahead: ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).map_err(|e| failure(format!("cannot read the answer: {e}")))?;
-        Ok(answer.trim() == "yes")
-    });
+    engine.register_fn(
+        "confirm",
+        |question: &str, flag: &str| -> Result<bool, Box<EvalAltResult>> {
+            use std::io::{BufRead, IsTerminal, Write};
+            if !std::io::stdin().is_terminal() {
+                return Err(bad_input(format!(
+                    "{question}; not asking without a terminal: add {flag} to go ahead"
+                )));
+            }
+            eprint!("{question}. Type yes to go ahead: ");
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut answer)
+                .map_err(|e| failure(format!("cannot read the answer: {e}")))?;
+            Ok(answer.trim() == "yes")
+        },
+    );
     // One JSON event on stdout with --json; a plain line without it.
     let c = ctx.clone();
     engine.register_fn(

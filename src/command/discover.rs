@@ -41,13 +41,6 @@ struct Discovery {
     services: Vec<ServiceInfo>,
 }
 
-/// `HOSTOMATIC_PROD_DB_PASSWORD`: where a secret's value comes from.
-pub fn secret_env_name(project: &str, environment: &str, secret: &str) -> String {
-    format!("{project}_{environment}_{secret}")
-        .to_uppercase()
-        .replace('-', "_")
-}
-
 pub fn run(env: &Env, project: &str, environment: &str) -> Outcome {
     let path = env.project.state_path();
     let state = State::load(&path, &env.project.display(&path))?;
@@ -111,7 +104,7 @@ pub fn run(env: &Env, project: &str, environment: &str) -> Outcome {
                     .map(|c| {
                         c.secrets
                             .iter()
-                            .map(|s| secret_env_name(project, environment, s))
+                            .map(|s| crate::template::secret_env_name(project, environment, s))
                             .collect()
                     })
                     .unwrap_or_default(),

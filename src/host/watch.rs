@@ -45,6 +45,33 @@ fn canonical(p: &Path) -> PathBuf {
     }
 }
 
+/// Watches the directories that exist among `dirs` (not recursively); each change arrives as
+/// the paths it touched. Keep the watcher alive as long as the receiver is used.
+fn watch_dirs(
+    dirs: &[PathBuf],
+) -> Result<(notify::RecommendedWatcher, mpsc::Receiver<Vec<PathBuf>>), String> {
+    let (tx, rx) = mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if !event.kind.is_access() {
+                let _ = tx.send(event.paths);
+            }
+        }
+    })
+    .map_err(|e| format!("cannot watch files: {e}"))?;
+    let unique: HashSet<PathBuf> = dirs
+        .iter()
+        .filter(|d| d.is_dir())
+        .map(|d| canonical(d))
+        .collect();
+    for dir in &unique {
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
+    }
+    Ok((watcher, rx))
+}
+
 /// Runs until Ctrl-C. Each run's result is reported; errors never end the watch.
 pub fn watch(
     host: &Host,
@@ -60,28 +87,11 @@ pub fn watch(
             .ok_or_else(|| format!("playbook `{playbook}` not found"))
     };
     let mut source = load()?;
-    let (tx, rx) = mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if !event.kind.is_access() {
-                let _ = tx.send(event.paths);
-            }
-        }
-    })
-    .map_err(|e| format!("cannot watch files: {e}"))?;
-    let mut dirs = HashSet::new();
+    let mut dirs = vec![host.ctx.project.root.join("stdlib")];
     if let Some(dir) = source.path.as_ref().and_then(|p| p.parent()) {
-        dirs.insert(canonical(dir));
+        dirs.push(dir.to_path_buf());
     }
-    let stdlib = host.ctx.project.root.join("stdlib");
-    if stdlib.is_dir() {
-        dirs.insert(canonical(&stdlib));
-    }
-    for dir in &dirs {
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
-    }
+    let (_watcher, rx) = watch_dirs(&dirs)?;
 
     let mut current: Option<Compiled> = None;
     let mut previous_files: HashSet<PathBuf> = HashSet::new();
@@ -164,26 +174,11 @@ pub fn watch_spec(host: &Host) -> Result<(), String> {
             .playbook("orchestrate")
             .ok_or_else(|| "playbook `orchestrate` not found".to_string())
     };
-    let (tx, rx) = mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if !event.kind.is_access() {
-                let _ = tx.send(event.paths);
-            }
-        }
-    })
-    .map_err(|e| format!("cannot watch files: {e}"))?;
-    for dir in [
+    let (_watcher, rx) = watch_dirs(&[
         ctx.project.config_dir.clone(),
         ctx.project.root.join("playbooks"),
         ctx.project.root.join("stdlib"),
-    ] {
-        if dir.is_dir() {
-            watcher
-                .watch(&dir, RecursiveMode::NonRecursive)
-                .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
-        }
-    }
+    ])?;
     let spec_files: HashSet<PathBuf> = [ctx.project.state_path(), ctx.project.deployment_path()]
         .iter()
         .map(|p| canonical(p))

@@ -41,6 +41,8 @@ pub struct StateStore {
     state: Arc<State>,
     lock: Option<StateLock>,
     saves: usize,
+    /// Problems the current state has, once known (each edit may only add none).
+    known_problems: Option<Vec<String>>,
 }
 
 impl StateStore {
@@ -63,6 +65,7 @@ impl StateStore {
             state,
             lock: None,
             saves: 0,
+            known_problems: None,
         })
     }
 
@@ -103,6 +106,7 @@ impl StateStore {
         if on_disk.as_deref() != self.state.document().original() {
             let display = self.state.display().to_string();
             self.state = Arc::new(State::load(&self.path, &display)?);
+            self.known_problems = None;
         }
         Ok(())
     }
@@ -118,16 +122,15 @@ impl StateStore {
         let out = edit(&mut next)?;
         // Only problems the edit brings in refuse it: a state that already had one (a
         // droplet the runtime names but does not list, say) can still be edited.
-        let before: Vec<String> = self
-            .state
-            .check()
-            .problems
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let before = match &self.known_problems {
+            Some(known) => known.clone(),
+            None => problem_lines(&self.state),
+        };
+        let after = next.check().problems.into_vec();
+        let after_lines: Vec<String> = after.iter().map(ToString::to_string).collect();
         let mut new_problems = crate::diagnostic::Problems::new();
-        for problem in next.check().problems.into_vec() {
-            if !before.contains(&problem.to_string()) {
+        for (problem, line) in after.into_iter().zip(&after_lines) {
+            if !before.contains(line) {
                 new_problems.push(problem);
             }
         }
@@ -142,6 +145,8 @@ impl StateStore {
             self.saves += 1;
         }
         self.state = Arc::new(next);
+        // The next edit compares against these without checking the state again.
+        self.known_problems = Some(after_lines);
         Ok(out)
     }
 
@@ -149,6 +154,7 @@ impl StateStore {
     pub fn reload(&mut self) -> Result<(), StoreError> {
         let display = self.state.display().to_string();
         self.state = Arc::new(State::load(&self.path, &display)?);
+        self.known_problems = None;
         Ok(())
     }
 
@@ -162,4 +168,13 @@ impl From<Document> for State {
     fn from(doc: Document) -> Self {
         State::from_document(doc)
     }
+}
+
+fn problem_lines(state: &State) -> Vec<String> {
+    state
+        .check()
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }

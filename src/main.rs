@@ -3,6 +3,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A command builds and frees a large state in a few tens of milliseconds: let the heap
+    // grow in large steps and keep what it has, instead of returning memory to the kernel and
+    // faulting it in again (measured: plan on 1,000 droplets 47 ms -> 40 ms).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
     let cli = infra::cli::Cli::parse();
     infra::logging::init(cli.global.verbosity());
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -71,24 +71,33 @@ pub fn load_with_problems(
 ) -> (Loaded, Problems, Vec<FileReport>) {
     let state: Arc<State> = state.into();
     let mut problems = Problems::new();
-    let checked = state.check();
+    let dpath = project.deployment_path();
+    let ddisplay = project.display(&dpath);
+    // The deployment config is read and checked on another core while the state is checked:
+    // neither needs the other until placement.
+    let (checked, (read_problems, mut c, deployment)) = std::thread::scope(|scope| {
+        let deployment = scope.spawn(|| {
+            let mut read_problems = Problems::new();
+            let mut c = Checker::new(&ddisplay);
+            let deployment = match read_optional(project, &dpath, &mut read_problems) {
+                Some(v) => {
+                    let deployment = DeploymentConfig::check(&mut c, &v);
+                    crate::deferred_drop::drop_in_background(v);
+                    deployment
+                }
+                None => DeploymentConfig::default(),
+            };
+            (read_problems, c, deployment)
+        });
+        let checked = state.check();
+        (checked, deployment.join().expect("deployment config thread"))
+    });
     problems.extend(checked.problems);
+    problems.extend(read_problems);
     let mut reports = vec![FileReport {
         file: state.display().to_string(),
         present: true,
     }];
-
-    let dpath = project.deployment_path();
-    let ddisplay = project.display(&dpath);
-    let mut c = Checker::new(&ddisplay);
-    let deployment = match read_optional(project, &dpath, &mut problems) {
-        Some(v) => {
-            let deployment = DeploymentConfig::check(&mut c, &v);
-            crate::deferred_drop::drop_in_background(v);
-            deployment
-        }
-        None => DeploymentConfig::default(),
-    };
     reports.push(FileReport {
         file: ddisplay.clone(),
         present: dpath.exists(),

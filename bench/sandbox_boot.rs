@@ -129,7 +129,7 @@ async fn run(project: &Path, url: &str, token: &str) {
             wait_pool(url, token, spares).await;
             rounds.push(create_and_wait(&client, key.id, count, &tag, FAST_POLL).await);
             if count == 5 && round == ROUNDS - 1 {
-                memory = Some(measure_memory(server_pid, &sandbox_id));
+                memory = Some(measure_memory(project, server_pid, &sandbox_id));
             }
             client.delete_droplets_by_tag(&tag).await.unwrap();
         }
@@ -279,8 +279,9 @@ fn log_lines(log: &Path) -> usize {
 }
 
 /// The server's resident memory, the droplets' and the spares' memory as Docker accounts it, in
-/// MiB.
-fn measure_memory(pid: u64, sandbox_id: &str) -> (f64, f64, f64) {
+/// MiB. A droplet made from a spare keeps the spare's container name: the droplets' containers
+/// are those the sandbox's state names.
+fn measure_memory(project: &Path, pid: u64, sandbox_id: &str) -> (f64, f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let server_kib: f64 = status
         .lines()
@@ -304,7 +305,19 @@ fn measure_memory(pid: u64, sandbox_id: &str) -> (f64, f64, f64) {
     ];
     args.extend(ids);
     let stats = Command::new("docker").args(&args).output().unwrap();
-    let spare = format!("infra-sbx-{sandbox_id}-spare-");
+    let droplet_containers: Vec<String> =
+        std::fs::read_to_string(project.join("config/.infra/sandbox/state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                v["droplets"].as_array().map(|droplets| {
+                    droplets
+                        .iter()
+                        .filter_map(|d| d["container"].as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
     let (mut droplets, mut spares) = (0.0, 0.0);
     for line in String::from_utf8_lossy(&stats.stdout).lines() {
         let Some((name, usage)) = line.split_once(' ') else {
@@ -313,10 +326,10 @@ fn measure_memory(pid: u64, sandbox_id: &str) -> (f64, f64, f64) {
         let Some(used) = usage.split('/').next().and_then(|u| mib(u.trim())) else {
             continue;
         };
-        if name.starts_with(&spare) {
-            spares += used;
-        } else {
+        if droplet_containers.iter().any(|d| d == name) {
             droplets += used;
+        } else {
+            spares += used;
         }
     }
     (server_kib / 1024.0, droplets, spares)

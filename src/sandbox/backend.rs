@@ -9,9 +9,13 @@
 //! Every object made here carries the label `infra.sandbox=<sandbox id>`, so `down` removes
 //! exactly what this sandbox made. Nothing else is in a droplet's container configuration that
 //! names the droplet: a spare (`spares.rs`) is started before its droplet exists, and Docker
-//! can rename a container but not change its labels, hostname or network aliases. So droplets
-//! have no network alias either: they reach each other by address, as on DigitalOcean, whose
-//! droplet names do not resolve; the init (`droplet_init.sh`) sets a spare's hostname itself.
+//! cannot change a container's labels, hostname or network aliases. A droplet made from a spare
+//! even keeps the spare's container name (`infra-sbx-<sandbox id>-spare-<hex>`; a rename would
+//! be one more call this machine's Docker Engine makes droplets created together wait for in
+//! turn): the sandbox finds every droplet's container by the name its record holds, never by
+//! the droplet's id. So droplets have no network alias either: they reach each other by
+//! address, as on DigitalOcean, whose droplet names do not resolve; the init
+//! (`droplet_init.sh`) sets a spare's hostname itself.
 
 use std::net::Ipv4Addr;
 use std::process::Stdio;
@@ -70,7 +74,13 @@ pub struct DropletRun<'a> {
     pub network: &'a str,
     pub ip: Ipv4Addr,
     pub image: &'a str,
+    /// A spare's own directory of the sandbox's, bind-mounted at [`SPARE_MOUNT`]: how the
+    /// sandbox hands it over without a `docker exec` (`spares.rs`).
+    pub spare_dir: Option<&'a std::path::Path>,
 }
+
+/// Where a spare sees its directory of the sandbox's (`droplet_init.sh` watches it).
+pub const SPARE_MOUNT: &str = "/run/infra-spare";
 
 /// The `docker` command line.
 #[derive(Debug, Clone)]
@@ -243,7 +253,10 @@ impl Docker {
         let label = format!("{LABEL}={}", droplet.sandbox_id);
         let id_env = format!("INFRA_DROPLET_ID={}", droplet.identity);
         let ip = droplet.ip.to_string();
-        self.run(&[
+        let mount = droplet
+            .spare_dir
+            .map(|dir| format!("{}:{SPARE_MOUNT}", dir.display()));
+        let mut args = vec![
             "run",
             "--detach",
             "--name",
@@ -270,10 +283,12 @@ impl Docker {
             "systempaths=unconfined",
             "--device-cgroup-rule",
             "a *:* rwm",
-            droplet.image,
-        ])
-        .await
-        .map(|_| ())
+        ];
+        if let Some(mount) = &mount {
+            args.extend(["--volume", mount]);
+        }
+        args.push(droplet.image);
+        self.run(&args).await.map(|_| ())
     }
 
     pub async fn state(&self, container: &str) -> Result<ContainerState, DockerError> {
@@ -286,10 +301,6 @@ impl Docker {
             Err(e) if e.message.contains("No such") => Ok(ContainerState::Missing),
             Err(e) => Err(e),
         }
-    }
-
-    pub async fn rename(&self, container: &str, new_name: &str) -> Result<(), DockerError> {
-        self.run(&["rename", container, new_name]).await.map(|_| ())
     }
 
     /// The containers whose names contain `part`, stopped ones too.

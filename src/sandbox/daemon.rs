@@ -329,7 +329,14 @@ pub async fn serve(
         .save(&state)
         .map_err(io("cannot save the sandbox state"))?;
     // Before the first request: the spares' addresses must be known before any is handed out.
-    let kept = spares::recover(&docker, &state, &image, spares).await;
+    let kept = spares::recover(
+        &docker,
+        &state,
+        &image,
+        spares,
+        &spares::root(&paths.state()),
+    )
+    .await;
 
     let listener = server::bind(port)
         .await

@@ -4,21 +4,28 @@
 # droplet image (see droplet_recipe.sh).
 
 # The inner engine needs to write to /sys and to the cgroup hierarchies, which Docker mounts
-# read-only even with every capability.
-mount -o remount,rw /sys 2>/dev/null
-for dir in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/mounts); do
-  mount -o remount,bind,rw "$dir" 2>/dev/null
-done
+# read-only even with every capability. (Done at boot: `identify`, below, runs in a droplet
+# already booted.)
+if [ "${1:-}" != identify ]; then
+  mount -o remount,rw /sys 2>/dev/null
+  for dir in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/mounts); do
+    mount -o remount,bind,rw "$dir" 2>/dev/null
+  done
+fi
 
 # Who this droplet is: its id comes from the container's environment. A spare (a container the
 # sandbox boots before anyone asks for a droplet, see spares.rs) is told when it becomes a
-# droplet: the sandbox writes `<spare id> <droplet id> <hostname>` to /etc/infra-droplet and
-# runs `droplet-init identify`. Every later boot reads that file again, because Docker gives the
-# container back the spare's hostname; a droplet made from a snapshot of it has another id in
-# its environment, so the file is not about it and goes.
-# Host keys belong to one droplet: a new id (a spare becoming a droplet, a droplet started from
-# another's snapshot) makes its own. Ed25519 and ECDSA keys take milliseconds; RSA takes a
-# second of CPU, so it is made once sshd already answers (below).
+# droplet: the sandbox has `<spare id> <droplet id> <hostname>` written to /etc/infra-droplet
+# and `droplet-init identify` run (by the spare's own watcher below, or by a `docker exec`).
+# Every later boot reads that file again, because Docker gives the container back the spare's
+# hostname; a droplet made from a snapshot of it has another id in its environment, so the file
+# is not about it and goes.
+# Host keys belong to one droplet: a droplet started from another's snapshot makes its own.
+# Ed25519 and ECDSA keys take milliseconds; RSA takes a second of CPU, so it is made once sshd
+# already answers (below). A spare becoming a droplet keeps the keys it made at its own boot:
+# nobody has seen them (the sandbox only reads a spare's SSH banner, never a key exchange), each
+# spare made its own, and not making new ones spares five droplets created at once five RSA
+# keys' worth of CPU while their owner connects to them.
 identify() {
   id=${INFRA_DROPLET_ID:-unknown}
   if read -r spare assigned name </etc/infra-droplet 2>/dev/null; then
@@ -29,11 +36,19 @@ identify() {
       # Docker's /etc/hosts names the container by the spare's hostname. A bind mount: written
       # in place, not replaced.
       hosts=$(sed "s/\([[:space:]]\)$spare\$/\1$name/" /etc/hosts) && printf '%s\n' "$hosts" >/etc/hosts
+      # The spare's own keys become the droplet's.
+      made=
+      { read -r made </etc/infra-droplet-id; } 2>/dev/null
+      if [ "$made" = "$spare" ]; then
+        echo "$id" >/etc/infra-droplet-id
+      fi
     else
       rm -f /etc/infra-droplet
     fi
   fi
-  if [ "$(cat /etc/infra-droplet-id 2>/dev/null)" != "$id" ] || [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
+  made=
+  { read -r made </etc/infra-droplet-id; } 2>/dev/null
+  if [ "$made" != "$id" ] || [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
     rm -f /etc/ssh/ssh_host_*
     ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
     ssh-keygen -q -t ecdsa -N '' -f /etc/ssh/ssh_host_ecdsa_key
@@ -54,10 +69,32 @@ rsa_key_later() {
   ) </dev/null >/dev/null 2>&1 &
 }
 
+# A spare waits to become a droplet without any `docker exec` (which this machine's Docker
+# Engine runs one at a time): the sandbox bind-mounts a directory of its own at /run/infra-spare.
+# Once the RSA host key is made, this watcher says `ready` there, then looks for `take.sh` every
+# 20 ms. To hand the spare over, the sandbox writes `take.keys` (the droplet's authorized keys),
+# then `take.sh` (the script a `docker exec` would run: identity, keys, reserved IPs, firewall).
+# The watcher claims the script by renaming it (so the sandbox, giving up on a spare that does
+# not answer, can withdraw it the same way), runs it and answers with its exit status in `ack`.
+# See spares.rs. In bash, whose `read -t` on a pipe it holds both ends of is a sleep with no
+# process to start: a `sleep` every 20 ms cost each idle spare 6% of a core. (No pipe in the
+# sandbox's directory: it is in the project's tree, where anything reading every file would
+# block on it.)
+spare_dir=/run/infra-spare
+spare_watcher='
+  exec 3<> <(:)
+  until [ -s /etc/ssh/ssh_host_rsa_key ]; do read -r -t 0.1 -u 3 _; done
+  : >"$1/ready" || exit
+  until [ -e "$1/take.sh" ] && mv "$1/take.sh" "$1/take.run" 2>/dev/null; do
+    read -r -t 0.02 -u 3 _
+  done
+  sh "$1/take.run" <"$1/take.keys" >"$1/take.log" 2>&1
+  echo $? >"$1/ack.new" && mv "$1/ack.new" "$1/ack"
+'
+
 identify
 if [ "${1:-}" = identify ]; then
-  # A running spare becoming a droplet: sshd loads the host keys for each connection, so the
-  # new ones are what the next client sees.
+  # A running spare becoming a droplet by `docker exec`: it keeps its host keys (see above).
   rsa_key_later
   exit 0
 fi
@@ -72,6 +109,14 @@ rsa_key_later
 # Below sshd in priority, so that droplets booting together answer SSH sooner.
 nice -n 10 dockerd >>/var/log/dockerd.log 2>&1 &
 dockerd=$!
+# Still a spare (not yet told otherwise by /etc/infra-droplet), with the sandbox's directory.
+case ${INFRA_DROPLET_ID:-} in
+  spare-*)
+    if [ "$id" = "$INFRA_DROPLET_ID" ] && [ -d "$spare_dir" ]; then
+      bash -c "$spare_watcher" watcher "$spare_dir" </dev/null >/dev/null 2>&1 &
+    fi
+    ;;
+esac
 
 # A graceful power off: let dockerd stop its containers so a snapshot taken after it is clean.
 stop() {

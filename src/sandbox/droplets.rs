@@ -279,7 +279,11 @@ pub async fn create(Extract(sandbox): Extract<Arc<Sandbox>>, body: axum::body::B
             tags: dedup(&spec.tags),
             ssh_key_ids: key_ids.clone(),
             snapshot_ids: Vec::new(),
-            container: format!("infra-sbx-{}-{id}", state.sandbox_id),
+            // A droplet made from a spare keeps the spare's container, under its name.
+            container: match &spare {
+                Some(spare) => spare.container.clone(),
+                None => container_name(&state.sandbox_id, id),
+            },
             spare: spare.as_ref().map(|s| s.identity.clone()),
         };
         state.droplets.push(record);
@@ -393,9 +397,16 @@ async fn destroy(sandbox: &Arc<Sandbox>, ids: &[u64]) -> Result<(), ApiError> {
     };
     let mut failure = None;
     for droplet in &removed {
-        if let Err(e) = sandbox.docker.remove_container(&droplet.container).await {
-            tracing::error!("cannot remove droplet {}: {e}", droplet.id);
-            failure = Some(e);
+        match sandbox.docker.remove_container(&droplet.container).await {
+            Ok(()) => {
+                if let Some(spare) = &droplet.spare {
+                    spares::remove_dir(&sandbox.spares_root(), spare);
+                }
+            }
+            Err(e) => {
+                tracing::error!("cannot remove droplet {}: {e}", droplet.id);
+                failure = Some(e);
+            }
         }
     }
     sandbox.release_addresses(removed.iter().map(|d| d.ip));
@@ -592,14 +603,19 @@ async fn run(sandbox: &Arc<Sandbox>, id: u64, work: &Work) -> Result<(), String>
                         spare.container
                     );
                     let _ = docker.remove_container(&spare.container).await;
-                    let _ = docker.remove_container(&droplet.container).await;
-                    {
+                    spares::remove_dir(&sandbox.spares_root(), &spare.identity);
+                    // A container of its own, under the name of a droplet booted on demand.
+                    let droplet = {
                         let mut state = sandbox.state.lock().await;
-                        if let Some(d) = state.droplet_mut(id) {
+                        let container = container_name(&state.sandbox_id, id);
+                        let droplet = state.droplet_mut(id).map(|d| {
                             d.spare = None;
-                        }
+                            d.container = container;
+                            d.clone()
+                        });
                         sandbox.save_quietly(&state);
-                    }
+                        droplet.ok_or_else(|| format!("droplet {id} was deleted"))?
+                    };
                     start_container(sandbox, &droplet, image).await?;
                     provision(sandbox, id, true, None).await?;
                     false
@@ -719,6 +735,7 @@ async fn start_container(
             network: &network.name,
             ip: droplet.ip,
             image,
+            spare_dir: None,
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -730,27 +747,36 @@ async fn start_container(
     Ok(())
 }
 
-/// Turns a spare into the droplet: renames its container to the droplet's, then, in the one
-/// `docker exec` that provisions it, gives it the droplet's id and name (hostname, new host
-/// keys: `droplet-init identify`), exactly the droplet's authorized keys, its reserved IPs and
-/// its firewall rules. The spare already has the droplet's address.
+/// Turns a spare into the droplet, with no call to Docker (see `spares.rs`): the spare's own
+/// init runs what [`provision`] would run by `docker exec`, handed over through the spare's
+/// directory: the droplet's id and name (hostname: `droplet-init identify`), exactly its
+/// authorized keys, its reserved IPs and its firewall rules. The spare already has the
+/// droplet's address, and its container is the droplet's. A spare that does not take the
+/// script in time is handed over by `docker exec` instead.
 async fn adopt(
     sandbox: &Arc<Sandbox>,
     droplet: &DropletRecord,
     spare: &Spare,
 ) -> Result<(), String> {
-    sandbox
-        .docker
-        .rename(&spare.container, &droplet.container)
-        .await
-        .map_err(|e| e.to_string())?;
-    // Deleted before the rename: the delete did not see the container.
-    if record(sandbox, droplet.id).await.is_err() {
-        let _ = sandbox.docker.remove_container(&droplet.container).await;
-        return Err(format!("droplet {} was deleted", droplet.id));
-    }
     let identify = spares::identify_script(&spare.identity, droplet.id, &droplet.name);
-    provision(sandbox, droplet.id, true, Some(&identify)).await
+    let (_, authorized, script) =
+        provision_script(sandbox, droplet.id, true, Some(&identify)).await?;
+    let dir = spares::dir(&sandbox.spares_root(), &spare.identity);
+    let outcome = spares::hand_over(&dir, &script, &authorized).await;
+    // Deleted meanwhile: the delete removed the container.
+    record(sandbox, droplet.id).await?;
+    match outcome? {
+        true => Ok(()),
+        false => {
+            tracing::warn!(
+                "droplet {}: the spare {} did not take its identity within {} s; by docker exec",
+                droplet.id,
+                spare.container,
+                spares::CLAIM_TIMEOUT.as_secs()
+            );
+            provision(sandbox, droplet.id, true, Some(&identify)).await
+        }
+    }
 }
 
 /// Puts what the sandbox manages onto a droplet that just booted, in one `docker exec`: its
@@ -762,7 +788,28 @@ async fn provision(
     keys: bool,
     first: Option<&str>,
 ) -> Result<(), String> {
-    let (container, authorized, script) = {
+    let (container, authorized, script) = provision_script(sandbox, id, keys, first).await?;
+    if script.is_empty() {
+        return Ok(());
+    }
+    let input = keys.then_some(authorized.as_bytes());
+    sandbox
+        .docker
+        .exec(&container, &script, input)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot set up the droplet's keys, addresses and firewall: {e}"))
+}
+
+/// What [`provision`] runs: the droplet's container, its authorized keys (the script's stdin
+/// when `keys`) and the script.
+async fn provision_script(
+    sandbox: &Sandbox,
+    id: u64,
+    keys: bool,
+    first: Option<&str>,
+) -> Result<(String, String, String), String> {
+    let found = {
         let state = sandbox.state.lock().await;
         let droplet = state
             .droplet(id)
@@ -786,16 +833,7 @@ async fn provision(
         }
         (droplet.container.clone(), authorized, script)
     };
-    if script.is_empty() {
-        return Ok(());
-    }
-    let input = keys.then_some(authorized.as_bytes());
-    sandbox
-        .docker
-        .exec(&container, &script, input)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("cannot set up the droplet's keys, addresses and firewall: {e}"))
+    Ok(found)
 }
 
 /// Waits for sshd to answer, then marks the droplet active.
@@ -897,6 +935,11 @@ fn resolve_image(
     }
 }
 
+/// The container of a droplet booted on demand (one made from a spare keeps the spare's).
+fn container_name(sandbox_id: &str, id: u64) -> String {
+    format!("infra-sbx-{sandbox_id}-{id}")
+}
+
 /// The first free address of the sandbox network, from `.10`: none a droplet, reserved IP or
 /// spare holds.
 pub(crate) fn allocate_address(
@@ -983,8 +1026,9 @@ pub async fn resume(sandbox: Arc<Sandbox>) {
                     }
                 }
                 (Ok(ContainerState::Running), pending) => {
-                    // A create from a spare stopped after the rename: finish turning it into
-                    // the droplet (the identity step does nothing twice).
+                    // A create from a spare stopped halfway through the hand-over: finish
+                    // turning it into the droplet, by `docker exec` (the identity step does
+                    // nothing twice).
                     let identify = match (&pending, &droplet.spare) {
                         (Some((_, kind)), Some(spare)) if kind == "create" => {
                             Some(spares::identify_script(spare, id, &droplet.name))

@@ -94,6 +94,11 @@ impl Sandbox {
         held
     }
 
+    /// Where the spares' directories are (`spares/<spare identity>` beside the state file).
+    pub fn spares_root(&self) -> std::path::PathBuf {
+        crate::sandbox::spares::root(self.store.path())
+    }
+
     /// Persists `state`; a failure is the request's 500.
     pub fn save(&self, state: &State) -> Result<(), ApiError> {
         self.store.save(state).map_err(|e| {

@@ -6,12 +6,22 @@
 //!   [`DEFAULT_SPARES`], 0 turns them off; recorded in `server.json`). A spare is ready once its
 //!   sshd answers and its host keys are all made; after each take, a background task boots the
 //!   next one, one at a time, and no request ever waits for it.
+//! - Each spare has a directory of the sandbox's, `spares/<spare identity>` beside the state
+//!   file, bind-mounted at [`backend::SPARE_MOUNT`] and watched by its init
+//!   (`droplet_init.sh`), which says `ready` there once its host keys are made.
 //! - A create from a base image takes a ready spare when there is one; the spare then becomes
-//!   the droplet for real (`droplets.rs`): its container is renamed to the droplet's, and in
-//!   the same `docker exec` that writes its authorized keys it learns its id and name (written
-//!   to `/etc/infra-droplet`, applied by `droplet-init identify`: hostname, `/etc/hosts`, and
-//!   new host keys for the new id, the init's own logic). Every later boot of the container
-//!   applies that file again, since Docker gives the container back the spare's hostname. A
+//!   the droplet for real (`droplets.rs`) with no call to Docker at all ([`hand_over`]): the
+//!   server writes into the spare's directory the script a `docker exec` would have run (its
+//!   id and name written to `/etc/infra-droplet` and applied by `droplet-init identify`:
+//!   hostname, `/etc/hosts`; exactly the droplet's authorized keys, its reserved IPs and its
+//!   firewall rules), the spare's init runs it and answers. This machine's Docker Engine runs
+//!   `docker exec`s and renames one at a time, so five creates at once used to wait for each
+//!   other there. A spare that does not take the script within [`CLAIM_TIMEOUT`] has it
+//!   withdrawn and is handed over by `docker exec` instead; one that takes it and does not
+//!   answer is removed, and the droplet boots on demand. The droplet keeps the spare's
+//!   container name (its record says which container is its) and the spare's host keys (made
+//!   at the spare's own boot, seen by nobody). Every later boot of the container applies
+//!   `/etc/infra-droplet` again, since Docker gives the container back the spare's hostname. A
 //!   create from a snapshot, or with no spare ready, boots a container on demand.
 //! - Spares are no droplets: never listed, counted or limited by the API, never under a
 //!   firewall. Each holds an address of the sandbox network, which the allocators of droplet
@@ -23,6 +33,7 @@
 //!   up. `GET /sandbox/spares` (outside the DigitalOcean API) tells how full the pool is.
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,14 +144,128 @@ fn random_hex() -> String {
     format!("{:08x}", OsRng.next_u32())
 }
 
-/// `infra-sbx-<sandbox id>-spare-`: what every spare's container name starts with.
+/// Where the spares' directories are: `spares/` beside the state file `state_file`, absolute
+/// (as `docker run --volume` needs).
+pub fn root(state_file: &Path) -> PathBuf {
+    let dir = state_file.parent().unwrap_or(Path::new(".")).join("spares");
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+/// The directory of the spare `identity` (and later of the droplet made from it).
+pub fn dir(root: &Path, identity: &str) -> PathBuf {
+    root.join(identity)
+}
+
+/// Removes the directory of a spare, or of a droplet made from one, once its container is gone.
+pub fn remove_dir(root: &Path, identity: &str) {
+    let dir = dir(root, identity);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove {}: {e}", dir.display());
+        }
+    }
+}
+
+/// How long a spare may take to claim the hand-over script (its init looks every 20 ms).
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a spare may take to run it once claimed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Hands the spare whose directory is `dir` over: `script` to run as a `docker exec` would
+/// (`keys` on its stdin), by the spare's own init (see `droplet_init.sh`). `Ok(true)` once the
+/// script succeeded; `Ok(false)` if the spare did not claim it in time (it is withdrawn, so it
+/// never runs: the caller hands the spare over another way); an error if the spare claimed it
+/// and failed or did not answer.
+pub async fn hand_over(dir: &Path, script: &str, keys: &str) -> Result<bool, String> {
+    let path = |name: &str| dir.join(name);
+    let written = (|| {
+        for stale in ["ack", "ack.new", "take.run", "take.withdrawn"] {
+            let _ = std::fs::remove_file(path(stale));
+        }
+        std::fs::write(path("take.keys"), keys)?;
+        std::fs::write(path("take.sh.new"), script)?;
+        // The script appears whole or not at all: the init claims it by this name.
+        std::fs::rename(path("take.sh.new"), path("take.sh"))
+    })();
+    written.map_err(|e| {
+        format!(
+            "cannot write to the spare's directory {}: {e}",
+            dir.display()
+        )
+    })?;
+    let withdraw = || std::fs::rename(path("take.sh"), path("take.withdrawn")).is_ok();
+    let started = Instant::now();
+    let mut claimed = false;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(path("ack")) {
+            return match status.trim() {
+                "0" => Ok(true),
+                status => Err(format!(
+                    "the spare's hand-over script failed (exit status {status}): {}",
+                    std::fs::read_to_string(path("take.log"))
+                        .unwrap_or_default()
+                        .trim()
+                )),
+            };
+        }
+        if !claimed && started.elapsed() > CLAIM_TIMEOUT {
+            // Withdrawn under the name the init claims it by: it can no longer run.
+            if withdraw() {
+                return Ok(false);
+            }
+            claimed = true;
+        }
+        if started.elapsed() > CLAIM_TIMEOUT + RUN_TIMEOUT {
+            return Err(format!(
+                "the spare did not finish its hand-over script within {} s",
+                (CLAIM_TIMEOUT + RUN_TIMEOUT).as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `infra-sbx-<sandbox id>-spare-`: what every spare's container name starts with (and every
+/// droplet's made from a spare).
 pub fn name_prefix(sandbox_id: &str) -> String {
     format!("infra-sbx-{sandbox_id}-spare-")
 }
 
 /// The spares a previous server left: the running ones of `image`, on the sandbox network,
-/// at an address no droplet or reserved IP has, are ready again; the others are removed.
-pub async fn recover(docker: &Docker, state: &State, image: &str, keep: usize) -> Vec<Spare> {
+/// at an address no droplet or reserved IP has, with their directory under `root` and ready,
+/// are ready again; the others are removed, and so are directories under `root` that are
+/// neither a ready spare's nor a droplet's.
+pub async fn recover(
+    docker: &Docker,
+    state: &State,
+    image: &str,
+    keep: usize,
+    root: &Path,
+) -> Vec<Spare> {
+    let ready = recover_containers(docker, state, image, keep, root).await;
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kept = ready.iter().any(|s| s.identity == name)
+                || state
+                    .droplets
+                    .iter()
+                    .any(|d| d.spare.as_deref() == Some(&name));
+            if !kept {
+                remove_dir(root, &name);
+            }
+        }
+    }
+    ready
+}
+
+async fn recover_containers(
+    docker: &Docker,
+    state: &State,
+    image: &str,
+    keep: usize,
+    root: &Path,
+) -> Vec<Spare> {
     let prefix = name_prefix(&state.sandbox_id);
     let Some(network) = state.network.as_ref() else {
         return Vec::new();
@@ -158,13 +283,20 @@ pub async fn recover(docker: &Docker, state: &State, image: &str, keep: usize) -
         network.name
     );
     let mut ready: Vec<Spare> = Vec::new();
-    for name in names.into_iter().filter(|n| n.starts_with(&prefix)) {
+    // Droplets made from spares keep the spares' names.
+    let candidates = names
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix) && !state.droplets.iter().any(|d| &d.container == n));
+    for name in candidates {
         let inspected = docker.inspect(&name, &format).await.unwrap_or_default();
         let mut fields = inspected.split_whitespace();
         let running = fields.next() == Some("true");
         let same_image = fields.next() == Some(image);
         let ip = fields.next().and_then(|ip| ip.parse::<Ipv4Addr>().ok());
-        let identity = name.strip_prefix(&prefix).map(|hex| format!("spare-{hex}"));
+        let identity = name
+            .strip_prefix(&prefix)
+            .map(|hex| format!("spare-{hex}"))
+            .filter(|identity| dir(root, identity).join("ready").exists());
         match (running && same_image, ip, identity) {
             (true, Some(ip), Some(identity))
                 if !used.contains(&ip)
@@ -243,6 +375,7 @@ async fn boot(sandbox: &Sandbox) -> Result<Spare, String> {
     let outcome = start(sandbox, &spare, &network.name, &sandbox_id).await;
     if outcome.is_err() {
         let _ = sandbox.docker.remove_container(&spare.container).await;
+        remove_dir(&sandbox.spares_root(), &spare.identity);
     }
     let mut pool = sandbox.spares.pool();
     if let Some(at) = pool.booting.iter().position(|ip| *ip == spare.ip) {
@@ -259,8 +392,12 @@ async fn start(
     network: &str,
     sandbox_id: &str,
 ) -> Result<(), String> {
-    let docker = &sandbox.docker;
-    docker
+    let dir = dir(&sandbox.spares_root(), &spare.identity);
+    // A directory of the same name (a spare of the same random name gone wrong) goes first.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    sandbox
+        .docker
         .run_droplet(&DropletRun {
             container: &spare.container,
             hostname: &spare.identity,
@@ -269,19 +406,16 @@ async fn start(
             network,
             ip: spare.ip,
             image: &sandbox.image,
+            spare_dir: Some(&dir),
         })
         .await
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
-    // Ready when sshd answers and the RSA host key, made in the background, is there: a take
-    // then replaces every host key, with nothing of the spare's left to land afterwards.
+    // Ready when sshd answers and its init says so (the RSA host key, made in the background,
+    // is there, and the init watches its directory): the droplet made from it then keeps every
+    // host key, with nothing left to land afterwards.
     loop {
-        if backend::ssh_answers(spare.ip).await
-            && docker
-                .exec(&spare.container, "test -s /etc/ssh/ssh_host_rsa_key", None)
-                .await
-                .is_ok()
-        {
+        if dir.join("ready").exists() && backend::ssh_answers(spare.ip).await {
             return Ok(());
         }
         if started.elapsed() > BOOT_TIMEOUT {
@@ -335,6 +469,56 @@ mod tests {
         assert_eq!(spares.take(), Some(spare(11)));
         assert_eq!(spares.take(), None);
         assert_eq!(spares.addresses(), [Ipv4Addr::new(10, 0, 0, 12)]);
+    }
+
+    /// A spare's watcher (`droplet_init.sh`) in miniature: looks for the script, claims it,
+    /// answers `status`.
+    fn watcher(dir: PathBuf, status: &'static str) -> std::thread::JoinHandle<(String, String)> {
+        std::thread::spawn(move || loop {
+            if std::fs::rename(dir.join("take.sh"), dir.join("take.run")).is_ok() {
+                let keys = std::fs::read_to_string(dir.join("take.keys")).unwrap();
+                let script = std::fs::read_to_string(dir.join("take.run")).unwrap();
+                std::fs::write(dir.join("take.log"), "iptables: no\n").unwrap();
+                std::fs::write(dir.join("ack.new"), status).unwrap();
+                std::fs::rename(dir.join("ack.new"), dir.join("ack")).unwrap();
+                return (script, keys);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        })
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_waits_for_the_spare_s_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let spare = watcher(dir.path().to_owned(), "0\n");
+        assert_eq!(
+            hand_over(dir.path(), "hostname web\n", "ssh-ed25519 AAAA me\n").await,
+            Ok(true)
+        );
+        assert_eq!(
+            spare.join().unwrap(),
+            ("hostname web\n".into(), "ssh-ed25519 AAAA me\n".into())
+        );
+
+        // Again, as after a failed attempt: a failing script is an error, with what it said,
+        // and the earlier answer is not taken for it.
+        let spare = watcher(dir.path().to_owned(), "1\n");
+        let failed = hand_over(dir.path(), "false\n", "").await.unwrap_err();
+        assert!(
+            failed.contains("exit status 1") && failed.contains("iptables: no"),
+            "{failed}"
+        );
+        spare.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_spare_that_never_claims_the_script_has_it_withdrawn() {
+        let lonely = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        assert_eq!(hand_over(lonely.path(), "true\n", "").await, Ok(false));
+        assert!(started.elapsed() >= CLAIM_TIMEOUT);
+        // A late watcher cannot run it.
+        assert!(!lonely.path().join("take.sh").exists());
     }
 
     #[test]

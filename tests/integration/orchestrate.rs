@@ -697,9 +697,11 @@ async fn orchestrate_converges_on_a_flaky_sandbox() {
     sandbox.assert_converged(&five).await;
     sandbox.ok(&["scale", "hostomatic", "2"]);
     sandbox.assert_converged(INIT_DROPLETS).await;
+    // With a fifth of some forty requests failing, seeing none at all has odds of about one in
+    // ten thousand; both kinds each appear in all but a few runs in a hundred.
     let log = sandbox.test.read("config/.infra/sandbox/server.log");
     assert!(
-        log.contains("-> 429") && log.contains("-> 500"),
+        log.contains("-> 429") || log.contains("-> 500"),
         "the sandbox injected no faults:\n{log}"
     );
 }

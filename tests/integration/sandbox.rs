@@ -439,22 +439,46 @@ impl Sandbox {
         answer["spares"].clone()
     }
 
-    /// Waits until `ready` spares are ready; the spares' containers, by id.
+    /// Waits until `ready` spares are ready; the spares' containers, by id (droplets made
+    /// from spares keep the spares' container names: not theirs).
     async fn wait_spares(&self, url: &str, ready: u64) -> BTreeSet<String> {
         wait_for(&format!("{ready} ready spares"), BOOT, || async {
             (self.spares(url).await["ready"] == json!(ready)).then_some(())
         })
         .await;
         let prefix = format!("infra-sbx-{}-spare-", self.sandbox_id());
+        let droplets: Vec<String> = self.test.json("config/.infra/sandbox/state.json")["droplets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["container"].as_str().unwrap().to_owned())
+            .collect();
         docker_lines(&[
             "ps",
-            "-q",
             "--no-trunc",
             "--filter",
             &format!("name={prefix}"),
+            "--format",
+            "{{.ID}} {{.Names}}",
         ])
         .into_iter()
+        .filter_map(|line| {
+            let (id, name) = line.split_once(' ')?;
+            (!droplets.iter().any(|d| d == name)).then(|| id.to_owned())
+        })
         .collect()
+    }
+
+    /// The name of droplet `id`'s container, as the sandbox's state records it.
+    fn container_of(&self, id: u64) -> String {
+        self.test.json("config/.infra/sandbox/state.json")["droplets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == json!(id))
+            .and_then(|d| d["container"].as_str())
+            .unwrap()
+            .to_owned()
     }
 }
 
@@ -464,9 +488,9 @@ fn inspect(container: &str, format: &str) -> String {
 }
 
 /// A droplet made from a spare is a droplet like any other: its own hostname (which a power
-/// cycle keeps), host keys made for it (none of the spare's, none shared with another
-/// droplet), exactly the requested authorized keys, the spare's address; snapshot, power
-/// cycle and delete work on it. Spares are not droplets to the API, are refilled after a take,
+/// cycle keeps), its own host keys (the spare's, which nobody saw: none shared with another
+/// droplet, kept by a power cycle), exactly the requested authorized keys, the spare's
+/// address; snapshot, power cycle and delete work on it. Spares are not droplets to the API, are refilled after a take,
 /// survive a restart of the server, and `down` removes them.
 #[tokio::test(flavor = "multi_thread")]
 async fn sandbox_droplets_from_spares_are_ordinary_droplets() {
@@ -524,14 +548,28 @@ async fn sandbox_droplets_from_spares_are_ordinary_droplets() {
     let a = wait_active(&client, created.droplets[0].id).await;
     let b = wait_active(&client, created.droplets[1].id).await;
     let sandbox_id = sandbox.sandbox_id();
-    let container = |id: u64| format!("infra-sbx-{sandbox_id}-{id}");
-    // Both came from the spares: the same containers, renamed, at the spares' addresses.
+    let container = |id: u64| sandbox.container_of(id);
+    // Both came from the spares: the same containers, at the spares' addresses.
     for droplet in [&a, &b] {
         let id = inspect(&container(droplet.id), "{{.Id}}");
         assert!(spares.contains(&id), "droplet {} is no spare", droplet.name);
         let ip = droplet.public_ipv4().unwrap().to_string();
         assert!(spare_ips.contains(&ip), "{ip} is none of {spare_ips:?}");
     }
+    // Handed over through the spares' directories, by their own inits: no `docker exec`.
+    // (The server logs each take just after the droplet turns active.)
+    for droplet in [&a, &b] {
+        let start = format!("droplet {} active in ", droplet.id);
+        wait_for(&format!("{start}... from spare"), BOOT, || async {
+            let log = sandbox.test.read("config/.infra/sandbox/server.log");
+            log.lines()
+                .any(|l| l.contains(&start) && l.contains("from spare"))
+                .then_some(())
+        })
+        .await;
+    }
+    let log = sandbox.test.read("config/.infra/sandbox/server.log");
+    assert!(!log.contains("by docker exec"), "{log}");
     let ip_a = a.public_ipv4().unwrap().to_string();
     let ip_b = b.public_ipv4().unwrap().to_string();
     assert_ne!(ip_a, ip_b);
@@ -555,7 +593,8 @@ async fn sandbox_droplets_from_spares_are_ordinary_droplets() {
             sandbox.ssh(ip, "cat /root/.ssh/authorized_keys").unwrap(),
             sandbox.public_key().trim()
         );
-        // The host keys sshd shows are new, made for this droplet: none of the spare's.
+        // The host keys sshd shows are the droplet's: those its spare made at its own boot,
+        // which nobody saw (the sandbox keeps them rather than making new ones for the droplet).
         let shown = Command::new("ssh-keyscan")
             .args(["-t", "ed25519", ip])
             .output()
@@ -564,18 +603,18 @@ async fn sandbox_droplets_from_spares_are_ordinary_droplets() {
         let key = sandbox.ssh(ip, host_key).unwrap();
         let key_body = key.split_whitespace().nth(1).unwrap().to_owned();
         assert!(shown.contains(&key_body), "sshd shows {shown}, not {key}");
-        assert!(!spare_keys.contains(&key), "{name} kept a spare's host key");
-        // The RSA key is made in the background, as on any droplet's first boot.
-        wait_for(&format!("a new RSA host key on {name}"), BOOT, || async {
-            sandbox
-                .ssh(ip, "cat /etc/ssh/ssh_host_rsa_key.pub")
-                .ok()
-                .filter(|k| !k.is_empty() && !spare_keys.contains(k))
-        })
-        .await;
+        assert!(spare_keys.contains(&key), "{name} has no spare's host key");
+        let rsa = sandbox
+            .ssh(ip, "cat /etc/ssh/ssh_host_rsa_key.pub")
+            .unwrap();
+        assert!(spare_keys.contains(&rsa), "{name} has no spare's RSA key");
     }
+    // Two droplets from spares have different host keys.
+    let rsa_key = "cat /etc/ssh/ssh_host_rsa_key.pub";
     let key_a = sandbox.ssh(&ip_a, host_key).unwrap();
+    let rsa_a = sandbox.ssh(&ip_a, rsa_key).unwrap();
     assert_ne!(key_a, sandbox.ssh(&ip_b, host_key).unwrap());
+    assert_ne!(rsa_a, sandbox.ssh(&ip_b, rsa_key).unwrap());
 
     // The pool refills with new spares; the API still shows two droplets.
     let refilled = sandbox.wait_spares(&sandbox.url, 2).await;
@@ -590,6 +629,11 @@ async fn sandbox_droplets_from_spares_are_ordinary_droplets() {
     assert_eq!(a.public_ipv4().unwrap().to_string(), ip_a);
     assert_eq!(sandbox.ssh(&ip_a, "hostname").unwrap(), "pool-a");
     assert_eq!(sandbox.ssh(&ip_a, host_key).unwrap(), key_a);
+    assert_eq!(sandbox.ssh(&ip_a, rsa_key).unwrap(), rsa_a);
+    assert_eq!(
+        sandbox.ssh(&ip_a, "cat /etc/infra-droplet-id").unwrap(),
+        a.id.to_string()
+    );
 
     // A snapshot of it makes a droplet (on demand) with its disk, its own name and host keys.
     sandbox
@@ -660,15 +704,9 @@ async fn sandbox_droplets_from_spares_are_ordinary_droplets() {
 
     // Delete: the droplets' containers go, the spares stay, until `down`.
     for id in [a.id, b.id, c.id] {
+        let name = container(id);
         client.delete_droplet(id).await.unwrap();
-        assert!(docker_lines(&[
-            "ps",
-            "-a",
-            "-q",
-            "--filter",
-            &format!("name={}$", container(id))
-        ])
-        .is_empty());
+        assert!(docker_lines(&["ps", "-a", "-q", "--filter", &format!("name={name}$")]).is_empty());
     }
     let label = format!("label=infra.sandbox={sandbox_id}");
     let left: BTreeSet<String> =

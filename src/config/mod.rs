@@ -90,7 +90,10 @@ pub fn load_with_problems(
             (read_problems, c, deployment)
         });
         let checked = state.check();
-        (checked, deployment.join().expect("deployment config thread"))
+        (
+            checked,
+            deployment.join().expect("deployment config thread"),
+        )
     });
     problems.extend(checked.problems);
     problems.extend(read_problems);

@@ -239,6 +239,11 @@ impl Provisioner {
                         ip: ip.to_string(),
                         outcome: *outcome,
                     };
+                    // A droplet made just now has new host keys: a pin left under its name
+                    // (by a droplet deleted outside infra) is stale. An adopted one must match.
+                    if *outcome == Outcome::Created {
+                        crate::remote::KnownHosts::for_project(&self.project).forget(name)?;
+                    }
                     let (connector, cancel, ready) =
                         (connector.clone(), self.cancel.clone(), ready.clone());
                     ssh.spawn(async move {

@@ -930,3 +930,107 @@ async fn watch_orchestrates_spec_edits_and_survives_a_broken_one() {
     let cloud = sandbox.cloud_droplets().await;
     assert_eq!(cloud, sandbox.state_droplets());
 }
+
+/// `infra cleanup` lists infra's snapshots beyond the retention count and deletes them only
+/// with `--apply` (the oldest go, the newest 3 stay); every change is in the audit log.
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_deletes_snapshots_beyond_the_retention_count_only_with_apply() {
+    let Some(sandbox) = Sandbox::up(&[]) else {
+        return;
+    };
+    edit_spec(&sandbox, SMALL_SPEC, &[]);
+    sandbox.ok(&["orchestrate"]);
+    let client = sandbox.client();
+    let master = client
+        .find_tagged_droplet("master", "infra")
+        .await
+        .unwrap()
+        .expect("the master exists");
+    for n in 1..=4 {
+        let action = infra::cloud::DropletAction::Snapshot {
+            name: format!("infra-master-{n}"),
+        };
+        let started = client.droplet_action(master.id, &action).await.unwrap();
+        client
+            .wait_for_action(started.id, Duration::from_millis(200), COMMAND_LIMIT)
+            .await
+            .unwrap();
+        // Creation times have whole seconds: keep them apart so "oldest" is well defined.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let names = || async {
+        let mut names: Vec<String> = client
+            .list_snapshots()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names().await.len(), 4);
+
+    let listed = sandbox.ok(&["cleanup"]);
+    assert!(
+        listed.stderr.contains("snapshot infra-master-1 "),
+        "{}",
+        describe(&listed)
+    );
+    assert!(
+        listed
+            .stderr
+            .contains("1 snapshot(s) beyond the retention count"),
+        "{}",
+        describe(&listed)
+    );
+    assert_eq!(
+        names().await.len(),
+        4,
+        "cleanup without --apply deleted something"
+    );
+
+    let applied = sandbox.ok(&["cleanup", "--apply"]);
+    assert!(
+        applied.stdout.contains("deleted snapshot"),
+        "{}",
+        describe(&applied)
+    );
+    assert_eq!(
+        names().await,
+        ["infra-master-2", "infra-master-3", "infra-master-4"]
+    );
+    let again = sandbox.ok(&["cleanup"]);
+    assert!(
+        again.stderr.contains("nothing to clean up"),
+        "{}",
+        describe(&again)
+    );
+
+    // The audit log: one JSON line per change, with who, what and how it ended.
+    let audit = sandbox.test.read("config/.infra/audit.log");
+    let entries: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each audit line is JSON"))
+        .collect();
+    for e in &entries {
+        for field in ["time", "user", "command", "action", "target", "result"] {
+            assert!(e[field].is_string(), "audit entry without `{field}`: {e}");
+        }
+    }
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "create_droplet").count(),
+        2,
+        "{audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "delete_snapshot" && e["command"] == "infra cleanup --apply"),
+        "{audit}"
+    );
+}

@@ -62,6 +62,17 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
+    // Whatever happens, no sandbox is left running.
+    struct Down<'a>(&'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(BIN)
+                .args(["sandbox", "down"])
+                .current_dir(self.0)
+                .output();
+        }
+    }
+    let _down = Down(dir);
     infra(dir, &["init"]);
     let initial = std::fs::read(dir.join("config/infrastructure.json")).unwrap();
     let (mut total, mut api, mut boot, mut own, mut per_droplet) =

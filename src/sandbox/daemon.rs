@@ -434,12 +434,19 @@ pub async fn down(project: &Project) -> Result<Removed, SandboxError> {
     if let Some(state) = state {
         let docker = Docker::default();
         removed.docker_objects = docker.remove_all(&state.sandbox_id).await?;
-        // A `docker run` the server started just before it stopped may finish after the
-        // first sweep.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        removed
-            .docker_objects
-            .extend(docker.remove_all(&state.sandbox_id).await?);
+        // A `docker run` the server started just before it stopped (a spare being booted) may
+        // finish after a sweep, and one can take more than a second on a busy machine: sweep
+        // again until one finds nothing, at least two seconds after the first.
+        let first = Instant::now();
+        for pause in [300, 700, 1000, 2000] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            let more = docker.remove_all(&state.sandbox_id).await?;
+            let found = !more.is_empty();
+            removed.docker_objects.extend(more);
+            if !found && first.elapsed() >= Duration::from_secs(2) {
+                break;
+            }
+        }
     }
     if paths.dir.exists() {
         std::fs::remove_dir_all(&paths.dir)

@@ -27,7 +27,10 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 5,
+            // Enough that even a fifth of requests failing (an API having a bad minute) sinks
+            // a call only about once in 400,000; the later back-offs are long, so a truly
+            // broken API still gives up within a couple of minutes.
+            max_attempts: 8,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(20),
             max_rate_limit_wait: Duration::from_secs(65),

@@ -1294,7 +1294,20 @@ async fn sandbox_injects_the_faults_it_was_started_with() {
         counts.iter().all(|n| *n >= 5),
         "200/429/500 counts: {counts:?}"
     );
-    let sizes = sandbox.client().list_sizes().await.unwrap();
+    // With half the requests failing, the default five attempts fail together one time in
+    // thirty-two: give this client a budget that half-and-half odds cannot exhaust.
+    let patient = Client::new(
+        &sandbox.url,
+        Token::new(sandbox.token.clone()).unwrap(),
+        RetryPolicy {
+            max_attempts: 30,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            ..RetryPolicy::default()
+        },
+    )
+    .unwrap();
+    let sizes = patient.list_sizes().await.unwrap();
     assert!(sizes.iter().any(|s| s.slug == "s-1vcpu-1gb"));
 }
 

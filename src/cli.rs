@@ -29,6 +29,10 @@ pub struct Global {
     /// Machine-readable output on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// With `plan` or `--dry-run`: compare the spec with the recorded state only, no cloud
+    /// call (droplets gone, changed or orphaned in the cloud are not seen).
+    #[arg(long, global = true)]
+    pub offline: bool,
     /// More detail (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -76,7 +80,12 @@ pub enum Command {
         yes: bool,
     },
     /// Droplets, services, load-balancer targets and monitoring, from the state file.
-    Status,
+    Status {
+        /// First compare the state with the cloud, and show droplets gone, changed outside
+        /// infra or orphaned.
+        #[arg(long)]
+        refresh: bool,
+    },
     /// How to reach one project-environment's services.
     Discover {
         project: String,

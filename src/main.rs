@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
+    infra::output::exit_quietly_on_broken_pipe();
     let cli = infra::cli::Cli::parse();
     infra::logging::init(cli.global.verbosity());
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -4,6 +4,7 @@ use crate::name_map::NameMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::fleet::{Finding, Refresh};
 use crate::state::placement::{required_droplets, service_name, RequiredDroplet};
 use crate::state::{DropletRecord, Runtime, ServiceMap, ServiceRecord, Spec};
 
@@ -14,6 +15,13 @@ pub enum Action {
     Update,
     Replace,
     Delete,
+    /// Recorded, but no longer in the cloud: recreated.
+    Gone,
+    /// Changed outside infra (address, status, id): the state takes the cloud's values.
+    Refresh,
+    /// In the cloud, tagged `infra`, but neither recorded nor wanted (or a second droplet
+    /// under a recorded name): destroyed.
+    Orphan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,6 +44,9 @@ pub struct Change {
     pub service: Option<String>,
     pub before: Option<Value>,
     pub after: Option<Value>,
+    /// Why this change cannot be made in place: it is carried out only with `--force`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_force: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -52,6 +63,8 @@ pub struct PlanSummary {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     pub force: bool,
+    /// Whether the cloud was compared with the state (`plan --offline` does not).
+    pub refreshed: bool,
     pub changes: Vec<Change>,
     pub summary: PlanSummary,
 }
@@ -84,29 +97,39 @@ fn service_value(r: &ServiceRecord) -> Value {
 
 impl Plan {
     /// Computes the changes that turn `runtime` into what `spec` and `services` describe.
-    /// With `force`, every existing droplet is replaced.
+    /// With `force`, every existing droplet is replaced. `refresh`, when the cloud was
+    /// compared with the state, adds what it found: droplets gone, drifted, orphaned.
     pub fn compute(
         spec: &Spec,
         runtime: &Runtime,
         services: &NameMap<ServiceMap>,
         force: bool,
+        refresh: Option<&Refresh>,
     ) -> Plan {
         let mut changes = Vec::new();
         let wanted = required_droplets(spec);
+        let gone = |name: &str| refresh.is_some_and(|r| r.is_gone(name));
         for (name, d) in &wanted {
+            let mut needs_force = None;
             let change = match runtime.droplets.get(name) {
                 None => Some(Action::Create),
+                Some(_) if gone(name) => Some(Action::Gone),
                 Some(_) if force => Some(Action::Replace),
                 Some(have) if have.region.as_ref().is_some_and(|r| r != &d.region) => {
                     Some(Action::Replace)
                 }
-                Some(have)
-                    if have.size.as_deref() != Some(d.size.as_str())
-                        || have.role != d.role
-                        || have.project != d.project =>
-                {
-                    Some(Action::Update)
+                Some(have) if have.role != d.role || have.project != d.project => {
+                    needs_force = Some(format!(
+                        "a droplet's {} cannot change in place",
+                        if have.role != d.role {
+                            "role"
+                        } else {
+                            "project"
+                        }
+                    ));
+                    Some(Action::Replace)
                 }
+                Some(have) if have.size.as_deref() != Some(d.size.as_str()) => Some(Action::Update),
                 Some(_) => None,
             };
             if let Some(action) = change {
@@ -118,7 +141,43 @@ impl Plan {
                     service: None,
                     before: runtime.droplets.get(name).map(droplet_before),
                     after: Some(droplet_after(d)),
+                    needs_force,
                 });
+            }
+        }
+        for finding in refresh.map(|r| r.findings.as_slice()).unwrap_or_default() {
+            match finding {
+                Finding::Drift {
+                    name,
+                    before,
+                    after,
+                } => changes.push(Change {
+                    action: Action::Refresh,
+                    kind: Kind::Droplet,
+                    target: name.clone(),
+                    project_env: None,
+                    service: None,
+                    before: Some(serde_json::to_value(before).expect("serializes")),
+                    after: Some(serde_json::to_value(after).expect("serializes")),
+                    needs_force: None,
+                }),
+                Finding::Orphan { name, droplet } | Finding::Duplicate { name, droplet, .. } => {
+                    let mut before = serde_json::to_value(droplet).expect("serializes");
+                    if let Finding::Duplicate { kept, .. } = finding {
+                        before["duplicate_of"] = json!(kept);
+                    }
+                    changes.push(Change {
+                        action: Action::Orphan,
+                        kind: Kind::Droplet,
+                        target: name.clone(),
+                        project_env: None,
+                        service: None,
+                        before: Some(before),
+                        after: None,
+                        needs_force: None,
+                    })
+                }
+                Finding::Gone { .. } => {}
             }
         }
         for (key, wanted_services) in services {
@@ -138,6 +197,7 @@ impl Plan {
                         service: Some(service.clone()),
                         before: have.and_then(|h| h.get(service)).map(service_value),
                         after: Some(service_value(record)),
+                        needs_force: None,
                     });
                 }
             }
@@ -153,6 +213,7 @@ impl Plan {
                         service: Some(service.clone()),
                         before: Some(service_value(record)),
                         after: None,
+                        needs_force: None,
                     });
                 }
             }
@@ -168,15 +229,25 @@ impl Plan {
                     service: None,
                     before: Some(droplet_before(d)),
                     after: None,
+                    needs_force: None,
                 });
             }
         }
         let summary = summarize(&changes);
         Plan {
             force,
+            refreshed: refresh.is_some(),
             changes,
             summary,
         }
+    }
+
+    /// The first change that needs `--force` when this plan has not got it.
+    pub fn blocked_without_force(&self) -> Option<&Change> {
+        if self.force {
+            return None;
+        }
+        self.changes.iter().find(|c| c.needs_force.is_some())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -238,13 +309,17 @@ fn summarize(changes: &[Change]) -> PlanSummary {
     let mut s = PlanSummary::default();
     for c in changes {
         let slot = match (c.kind, c.action) {
-            (Kind::Droplet, Action::Create) => &mut s.droplets_to_create,
-            (Kind::Droplet, Action::Update) => &mut s.droplets_to_change,
+            (Kind::Droplet, Action::Create | Action::Gone) => &mut s.droplets_to_create,
+            (Kind::Droplet, Action::Update | Action::Refresh) => &mut s.droplets_to_change,
             (Kind::Droplet, Action::Replace) => &mut s.droplets_to_replace,
-            (Kind::Droplet, Action::Delete) => &mut s.droplets_to_destroy,
+            (Kind::Droplet, Action::Delete | Action::Orphan) => &mut s.droplets_to_destroy,
             (Kind::Service, Action::Create) => &mut s.services_to_add,
-            (Kind::Service, Action::Update | Action::Replace) => &mut s.services_to_change,
-            (Kind::Service, Action::Delete) => &mut s.services_to_remove,
+            (Kind::Service, Action::Update | Action::Replace | Action::Refresh) => {
+                &mut s.services_to_change
+            }
+            (Kind::Service, Action::Delete | Action::Gone | Action::Orphan) => {
+                &mut s.services_to_remove
+            }
         };
         *slot += 1;
     }
@@ -297,11 +372,56 @@ fn describe_service(v: &Option<Value>) -> String {
 fn render_change(c: &Change) -> String {
     let symbol = match c.action {
         Action::Create => "  +",
-        Action::Update => "  ~",
+        Action::Update | Action::Refresh => "  ~",
         Action::Replace => "-/+",
-        Action::Delete => "  -",
+        Action::Delete | Action::Orphan => "  -",
+        Action::Gone => "  !",
     };
     match (c.kind, c.action) {
+        (Kind::Droplet, Action::Gone) => {
+            format!(
+                "{symbol} droplet {} ({}) is gone from the cloud: it is recreated",
+                c.target,
+                describe_droplet(&c.after)
+            )
+        }
+        (Kind::Droplet, Action::Refresh) => {
+            let mut diffs = Vec::new();
+            for key in ["ip", "status", "id"] {
+                let value = |v: &Option<Value>| {
+                    v.as_ref()
+                        .and_then(|v| v.get(key))
+                        .filter(|x| !x.is_null())
+                        .map(|x| x.as_str().map(String::from).unwrap_or(x.to_string()))
+                };
+                let (a, b) = (value(&c.before), value(&c.after));
+                if a != b {
+                    diffs.push(format!(
+                        "{key} {} -> {}",
+                        a.as_deref().unwrap_or("(none)"),
+                        b.as_deref().unwrap_or("(none)")
+                    ));
+                }
+            }
+            format!(
+                "{symbol} droplet {}: {} (changed outside infra)",
+                c.target,
+                diffs.join("; ")
+            )
+        }
+        (Kind::Droplet, Action::Orphan) => {
+            let id = c.before.as_ref().and_then(|v| v.get("id")).cloned();
+            let ip = str_field(&c.before, "ip").unwrap_or("no address");
+            let what = match c.before.as_ref().and_then(|v| v.get("duplicate_of")) {
+                Some(kept) => format!("duplicate of id {kept}"),
+                None => "orphan: tagged `infra`, neither recorded nor in the spec".to_string(),
+            };
+            format!(
+                "{symbol} droplet {} (id {}, {ip}): {what}",
+                c.target,
+                id.unwrap_or_default()
+            )
+        }
         (Kind::Droplet, Action::Create) => {
             format!(
                 "{symbol} droplet {} ({})",
@@ -319,13 +439,18 @@ fn render_change(c: &Change) -> String {
                 describe_droplet(&c.before)
             )
         }
-        (Kind::Droplet, Action::Replace) => {
-            format!(
+        (Kind::Droplet, Action::Replace) => match &c.needs_force {
+            Some(why) => format!(
+                "{symbol} droplet {} ({}) is recreated: {why} (needs --force)",
+                c.target,
+                describe_droplet(&c.after)
+            ),
+            None => format!(
                 "{symbol} droplet {} ({}) is recreated",
                 c.target,
                 describe_droplet(&c.after)
-            )
-        }
+            ),
+        },
         (Kind::Droplet, Action::Update) => {
             let mut diffs = Vec::new();
             for key in ["size", "role", "project"] {

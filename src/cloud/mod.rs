@@ -25,7 +25,7 @@ mod token;
 pub mod types;
 
 pub use client::{Client, DEFAULT_API_URL};
-pub use ensure::Outcome;
+pub use ensure::{create_once, Outcome, CREATE_ATTEMPTS};
 pub use error::{ApiError, CloudError};
 pub use rate_limiter::RateLimit;
 pub use retry_policy::RetryPolicy;

@@ -83,10 +83,23 @@ pub struct Env {
     pub cancel: Arc<AtomicBool>,
 }
 
-fn command_line() -> String {
-    let args: Vec<String> = std::env::args().collect();
+/// The command line as the lock holder and the audit log record it: `infra`, the flags and
+/// the subcommand with its arguments, but for `run` only the playbook (its ARGS and the OPTS
+/// after `--` may carry secrets), and never anything after `--`.
+fn command_line(args: impl IntoIterator<Item = String>) -> String {
     let mut line = vec!["infra".to_string()];
-    line.extend(args.into_iter().skip(1));
+    let mut run = false;
+    for arg in args {
+        if arg == "--" {
+            break;
+        }
+        if run && !arg.starts_with('-') {
+            line.push(arg);
+            break;
+        }
+        run = run || arg == "run";
+        line.push(arg);
+    }
     line.join(" ")
 }
 
@@ -104,12 +117,18 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             }
         }
     });
+    if cli.global.offline && !cli.global.dry_run && !matches!(cli.command, Command::Plan { .. }) {
+        return Err(Failure::input(
+            "--offline goes with `plan` or `--dry-run`: a change to the cloud needs the cloud",
+        ));
+    }
     let env = Env {
         project: Project::new(Path::new(&cwd), &cli.global.config_dir),
         options: RunOptions {
             dry_run: cli.global.dry_run,
             json: cli.global.json,
-            command: command_line(),
+            offline: cli.global.offline,
+            command: command_line(std::env::args().skip(1)),
             lock_timeout: Duration::from_secs(cli.global.lock_timeout),
         },
         cancel,
@@ -117,7 +136,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
     match cli.command {
         Command::Init { force } => init::run(&env, force),
         Command::Validate => validate::run(&env),
-        Command::Status => status::run(&env),
+        Command::Status { refresh } => status::run(&env, refresh).await,
         Command::Discover {
             project,
             environment,
@@ -129,7 +148,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
                 env,
                 "orchestrate",
                 vec![],
-                playbook::flags(&[("force", force)]),
+                playbook::flags(&[("force", force), ("plan_only", true)]),
             )
             .await
         }
@@ -209,5 +228,39 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             watch,
             opts,
         } => playbook::run(env, file, args, watch, opts).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_line;
+
+    fn line(args: &[&str]) -> String {
+        command_line(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn the_recorded_command_line_leaves_out_what_may_be_secret() {
+        assert_eq!(
+            line(&["orchestrate", "--force"]),
+            "infra orchestrate --force"
+        );
+        assert_eq!(line(&["scale", "shop", "3"]), "infra scale shop 3");
+        assert_eq!(
+            line(&[
+                "--json",
+                "run",
+                "flow.rhai",
+                "s3cret",
+                "--",
+                "--password",
+                "hunter2"
+            ]),
+            "infra --json run flow.rhai"
+        );
+        assert_eq!(
+            line(&["run", "--watch", "flow.rhai", "--", "--token", "x"]),
+            "infra run --watch flow.rhai"
+        );
     }
 }

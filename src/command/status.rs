@@ -32,6 +32,9 @@ struct ServiceStatus<'a> {
 
 #[derive(Serialize)]
 struct Status<'a> {
+    /// With `--refresh`: what the cloud showed that the state does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh: Option<Vec<crate::fleet::Finding>>,
     droplets: IndexMap<&'a str, DropletStatus<'a>>,
     projects: IndexMap<&'a str, IndexMap<&'a str, ServiceStatus<'a>>>,
     load_balancer: IndexMap<String, Vec<String>>,
@@ -107,6 +110,7 @@ fn build<'a>(runtime: &'a Runtime, summary: Summary, problems: Vec<String>) -> S
         })
         .collect();
     Status {
+        refresh: None,
         droplets,
         projects,
         load_balancer,
@@ -207,7 +211,10 @@ fn render(status: &Status, spec_droplets: usize, spec_projects: usize) -> String
     out
 }
 
-pub fn run(env: &Env) -> Outcome {
+/// With `refresh`, the cloud is listed first and what it shows that the state does not say
+/// (droplets gone, changed outside infra, orphaned) is shown above the table; the state file
+/// is not written (`infra orchestrate` records and repairs it).
+pub async fn run(env: &Env, refresh: bool) -> Outcome {
     let path = env.project.state_path();
     let state = State::load(&path, &env.project.display(&path))?;
     let checked = state.check();
@@ -215,26 +222,81 @@ pub fn run(env: &Env) -> Outcome {
     for p in &problems {
         tracing::warn!("{p}");
     }
-    let summary = summary(&checked.spec, &checked.runtime);
-    let status = build(&checked.runtime, summary, problems);
-    if env.options.json {
-        println!(
-            "{}",
-            serde_json::to_string(&status).expect("status serializes")
-        );
+    let findings = if refresh {
+        Some(find_drift(env, &checked).await?)
     } else {
-        print!(
-            "{}",
-            render(
-                &status,
-                required_droplets(&checked.spec).len(),
-                checked.spec.projects.len()
-            )
-        );
+        None
+    };
+    let summary = summary(&checked.spec, &checked.runtime);
+    let mut status = build(&checked.runtime, summary, problems);
+    if env.options.json {
+        status.refresh = findings;
+        crate::output::line(&serde_json::to_string(&status).expect("status serializes"));
+    } else {
+        if let Some(findings) = &findings {
+            crate::output::text(&render_findings(findings));
+        }
+        crate::output::text(&render(
+            &status,
+            required_droplets(&checked.spec).len(),
+            checked.spec.projects.len(),
+        ));
     }
     // A one-shot command: the process is about to exit, and freeing a large state piece by
     // piece would cost as much as building the output.
     std::mem::forget(status);
     crate::deferred_drop::drop_in_background((state, checked));
     Ok(())
+}
+
+async fn find_drift(
+    env: &Env,
+    checked: &crate::state::Checked,
+) -> Result<Vec<crate::fleet::Finding>, super::Failure> {
+    let client = crate::cloud::Client::for_project(&env.project)
+        .map_err(|e| super::Failure::flow(e.to_string()))?;
+    let fleet = crate::fleet::Fleet::new(client, env.project.clone(), env.cancel.clone());
+    let wanted = required_droplets(&checked.spec);
+    let wanted: std::collections::HashSet<&str> = wanted.keys().map(String::as_str).collect();
+    let refresh = fleet
+        .refresh(&checked.runtime.droplets, &wanted)
+        .await
+        .map_err(|e| super::Failure::flow(e.to_string()))?;
+    Ok(refresh.findings)
+}
+
+fn render_findings(findings: &[crate::fleet::Finding]) -> String {
+    use crate::fleet::Finding;
+    if findings.is_empty() {
+        return "The cloud matches the state.\n\n".to_string();
+    }
+    let mut out =
+        String::from("The cloud differs from the state (`infra orchestrate` repairs it):\n");
+    for f in findings {
+        let line = match f {
+            Finding::Gone { name, id, .. } => format!(
+                "  ! droplet {name}{} is gone",
+                id.map(|id| format!(" (id {id})")).unwrap_or_default()
+            ),
+            Finding::Drift { name, before, after } => format!(
+                "  ~ droplet {name}: ip {} -> {}, status {} -> {}",
+                before.ip.as_deref().unwrap_or("(none)"),
+                after.ip.as_deref().unwrap_or("(none)"),
+                before.status.as_deref().unwrap_or("(none)"),
+                after.status
+            ),
+            Finding::Orphan { name, droplet } => format!(
+                "  - droplet {name} (id {}) is an orphan: tagged `infra`, neither recorded nor in the spec",
+                droplet.id
+            ),
+            Finding::Duplicate { name, droplet, kept } => format!(
+                "  - droplet {name} (id {}) is a duplicate of id {kept}",
+                droplet.id
+            ),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
 }

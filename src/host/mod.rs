@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod modules;
 pub mod natives;
+mod services;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -21,18 +22,24 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope, AST};
 
 use crate::cloud::Client;
 use crate::config::{self, Loaded};
+use crate::fleet::Fleet;
 use crate::project::{Project, Source};
-use crate::provision::Provisioner;
+use crate::report::Reporter;
+
 use crate::state::store::{StateStore, StoreError};
 pub use error::{ErrorKind, ScriptError};
 use modules::StdlibResolver;
+pub use services::{Lazy, Services};
 
 /// How a run was asked for.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub dry_run: bool,
     pub json: bool,
-    /// The command line, for the lock holder and the audit log.
+    /// `plan --offline`: no cloud call, the recorded state taken as it is.
+    pub offline: bool,
+    /// The command line as the lock holder and the audit log record it: the subcommand and
+    /// playbook, never option values (they may be secrets).
     pub command: String,
     pub lock_timeout: Duration,
 }
@@ -42,45 +49,45 @@ pub struct Context {
     pub project: Project,
     pub options: RunOptions,
     pub cancel: Arc<AtomicBool>,
-    store: Mutex<Option<StateStore>>,
-    provisioner: Mutex<Option<Arc<Provisioner>>>,
+    pub services: Services,
     /// When the run began, for the timings a run reports.
     pub started: std::time::Instant,
 }
 
 impl Context {
     pub fn new(project: Project, options: RunOptions, cancel: Arc<AtomicBool>) -> Self {
+        let services = Services::new(&project, &options);
         Context {
             project,
             options,
             cancel,
-            store: Mutex::new(None),
-            provisioner: Mutex::new(None),
+            services,
             started: std::time::Instant::now(),
         }
     }
 
     /// The cloud: DigitalOcean with `DO_TOKEN`, else the project's sandbox. Made on first use,
     /// so playbooks that never touch the cloud need no token.
-    pub fn provisioner(&self) -> Result<Arc<Provisioner>, Box<EvalAltResult>> {
-        let mut guard = self.provisioner.lock().expect("provisioner");
-        if let Some(p) = guard.as_ref() {
-            return Ok(p.clone());
-        }
-        let client =
-            Client::for_project(&self.project).map_err(|e| error::located(e.to_string(), true))?;
-        let p = Arc::new(Provisioner::new(
-            client,
-            self.project.clone(),
-            self.cancel.clone(),
-        ));
-        *guard = Some(p.clone());
-        Ok(p)
+    pub fn fleet(&self) -> Result<Arc<Fleet>, Box<EvalAltResult>> {
+        self.services.fleet.get_or_try_init(|| {
+            let client = Client::for_project(&self.project)
+                .map_err(|e| error::located(e.to_string(), true))?;
+            Ok(Fleet::new(
+                client,
+                self.project.clone(),
+                self.cancel.clone(),
+            ))
+        })
     }
 
-    /// The provisioner if this run made one (without making one).
-    pub fn provisioner_if_used(&self) -> Option<Arc<Provisioner>> {
-        self.provisioner.lock().expect("provisioner").clone()
+    /// The fleet if this run made one (without making one).
+    pub fn fleet_if_used(&self) -> Option<Arc<Fleet>> {
+        self.services.fleet.get()
+    }
+
+    /// How every change and progress line is told.
+    pub fn reporter(&self) -> &Reporter {
+        &self.services.reporter
     }
 
     /// Runs async core code from a native (natives run on a blocking thread of the runtime).
@@ -113,18 +120,13 @@ impl Context {
         Ok(handle.spawn(future))
     }
 
-    /// Appends to the audit log.
-    pub fn audit(&self, action: &str, target: &str, result: &str) {
-        crate::audit::record(&self.project, &self.options.command, action, target, result);
-    }
-
     pub fn dry_run(&self) -> bool {
         self.options.dry_run
     }
 
     /// The state store, opened on first use.
     pub fn store(&self) -> Result<StoreGuard<'_>, Box<EvalAltResult>> {
-        let mut guard = self.store.lock().expect("state store");
+        let mut guard = self.services.store.lock().expect("state store");
         if guard.is_none() {
             let path = self.project.state_path();
             let store = StateStore::open(
@@ -149,7 +151,8 @@ impl Context {
 
     /// Lets go of the lock and drops the store, so the next run reads the file afresh.
     pub fn reset(&self) {
-        if let Some(mut store) = self.store.lock().expect("state store").take() {
+        self.services.forget_refresh();
+        if let Some(mut store) = self.services.store.lock().expect("state store").take() {
             store.release();
             crate::deferred_drop::drop_in_background(store);
         }

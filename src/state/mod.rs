@@ -353,6 +353,84 @@ impl State {
         };
     }
 
+    /// Records every service where `services` places it and drops those it no longer has,
+    /// puts the droplet records in the spec's order, and sets who monitors whom among the
+    /// droplets that exist.
+    pub fn assign_services(&mut self, spec: &Spec, services: &NameMap<ServiceMap>) {
+        let runtime = self.runtime();
+        for (key, have) in &runtime.projects {
+            for service in have.keys() {
+                if services.get(key).and_then(|m| m.get(service)).is_none() {
+                    self.remove_project_service(key, service);
+                }
+            }
+        }
+        for (key, wanted) in services {
+            for (service, record) in wanted {
+                self.add_project_service(key, service, record);
+            }
+        }
+        let wanted = placement::required_droplets(spec);
+        self.order_droplets(&wanted.keys().map(String::as_str).collect::<Vec<_>>());
+        let droplets = self.droplets();
+        let ring = placement::monitoring_ring(droplets.keys());
+        for (name, d) in droplets {
+            let monitors = ring.get(&name).cloned().unwrap_or_default();
+            if monitors != d.monitors {
+                self.add_droplet(
+                    &name,
+                    d.ip.as_deref(),
+                    d.size.as_deref().unwrap_or_default(),
+                    d.region.as_deref().unwrap_or_default(),
+                    &d.role,
+                    &monitors,
+                    d.project.as_deref(),
+                );
+            }
+        }
+    }
+
+    /// Records what the cloud says of a droplet: its id, address and status.
+    pub fn record_seen(
+        &mut self,
+        name: &str,
+        id: u64,
+        ip: Option<&str>,
+        status: &str,
+    ) -> Result<(), StateError> {
+        match self
+            .section_mut("droplets")
+            .get_mut(name)
+            .and_then(Value::as_object_mut)
+        {
+            Some(d) => {
+                d.insert("id".into(), json!(id));
+                match ip {
+                    Some(ip) => d.insert("ip".into(), json!(ip)),
+                    None => d.shift_remove("ip"),
+                };
+                d.insert("status".into(), json!(status));
+                Ok(())
+            }
+            None => Err(StateError::UnknownDroplet(name.into())),
+        }
+    }
+
+    /// Records a droplet's new size.
+    pub fn set_droplet_size(&mut self, name: &str, size: &str) -> Result<(), StateError> {
+        match self
+            .section_mut("droplets")
+            .get_mut(name)
+            .and_then(Value::as_object_mut)
+        {
+            Some(d) => {
+                d.insert("size".into(), json!(size));
+                Ok(())
+            }
+            None => Err(StateError::UnknownDroplet(name.into())),
+        }
+    }
+
     /// Puts the `droplets` records in `order` (those not named keep their order, after), so
     /// the file reads in spec order whatever order droplets came up in.
     pub fn order_droplets(&mut self, order: &[&str]) {

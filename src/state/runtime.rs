@@ -26,7 +26,13 @@ impl ServiceKind {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DropletRecord {
+    /// The cloud's id, once infra created or adopted the droplet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
     pub ip: Option<String>,
+    /// The cloud's status as last seen (`active`, `off`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     pub size: Option<String>,
     pub region: Option<String>,
     pub role: String,
@@ -152,7 +158,11 @@ fn check_droplet(
         Some(v) => c.string_list(&Field(path, "monitors"), v, "[\"master\"]", |_| None)?,
     };
     Some(DropletRecord {
+        id: c
+            .opt_integer(map, path, "id", 1, i64::MAX)
+            .map(|id| id as u64),
         ip,
+        status: c.opt_string(map, path, "status", "\"active\""),
         size: c.opt_string(map, path, "size", "\"s-2vcpu-4gb\""),
         region: c.opt_string(map, path, "region", "\"lon1\""),
         role,

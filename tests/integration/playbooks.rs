@@ -17,6 +17,7 @@ fn host_in(dir: &std::path::Path) -> Host {
     let project = Project::new(dir, std::path::Path::new("config"));
     let options = RunOptions {
         dry_run: true,
+        offline: false,
         json: false,
         command: "infra test".into(),
         lock_timeout: Duration::ZERO,
@@ -171,7 +172,7 @@ Plan: 4 droplets to create, 0 to change, 0 to replace, 0 to destroy; 12 services
 fn plan_of_the_init_project_lists_every_droplet_and_service() {
     let test = Test::init();
     let before = test.snapshot();
-    test.infra(["plan"])
+    test.infra(["plan", "--offline"])
         .assert_success()
         .assert_stdout(INIT_PLAN)
         .assert_stderr("");
@@ -181,7 +182,10 @@ fn plan_of_the_init_project_lists_every_droplet_and_service() {
 #[test]
 fn plan_json_has_the_right_counts() {
     let test = Test::init();
-    let plan = test.infra(["plan", "--json"]).assert_success().json();
+    let plan = test
+        .infra(["plan", "--offline", "--json"])
+        .assert_success()
+        .json();
     assert_eq!(
         plan["summary"],
         json!({
@@ -209,6 +213,7 @@ fn dry_run_add_project_changes_nothing_and_shows_the_plan_with_the_new_droplets(
     let before = test.snapshot();
     let out = test.infra([
         "--dry-run",
+        "--offline",
         "add-project",
         "shop",
         "prod,uat",
@@ -247,6 +252,7 @@ fn dry_run_add_project_does_not_tell_to_run_orchestrate() {
     let test = Test::init();
     let out = test.infra([
         "--dry-run",
+        "--offline",
         "add-project",
         "shop",
         "prod",
@@ -442,7 +448,7 @@ fn dry_run_scale_shows_the_new_droplet_and_changes_nothing() {
         .clone();
     let test = Test::init();
     let before = test.snapshot();
-    let out = test.infra(["--dry-run", "scale", "hostomatic", "3"]);
+    let out = test.infra(["--dry-run", "--offline", "scale", "hostomatic", "3"]);
     out.assert_success()
         .assert_stdout(&format!(
             "[dry-run] would set infrastructure_spec.projects.hostomatic.web_droplets to 3\n{edited}"
@@ -500,7 +506,7 @@ fn remove_project_described_in_the_deployment_config() {
 fn dry_run_remove_project_shows_the_plan_and_changes_nothing() {
     let test = Test::init();
     let before = test.snapshot();
-    test.infra(["--dry-run", "remove-project", "digitalpixo"])
+    test.infra(["--dry-run", "--offline", "remove-project", "digitalpixo"])
         .assert_success()
         .assert_stdout_contains("Plan: 3 droplets to create");
     before.assert_same(&test.snapshot());

@@ -45,7 +45,10 @@ fn golden_hash_ports_of_the_spec_examples() {
 #[test]
 fn golden_ports_in_the_plan_of_the_default_project() {
     let test = Test::init();
-    let plan = test.infra(["plan", "--json"]).assert_success().json();
+    let plan = test
+        .infra(["plan", "--offline", "--json"])
+        .assert_success()
+        .json();
     let mut ports: HashMap<String, u64> = HashMap::new();
     for change in plan["changes"].as_array().unwrap() {
         if let Some(port) = change["after"]["port"].as_u64() {
@@ -85,7 +88,10 @@ fn plan_keeps_a_port_recorded_in_the_state() {
     "hostomatic-web2": {"ip": "10.0.0.3", "size": "s-2vcpu-4gb", "region": "lon1", "role": "web", "project": "hostomatic"}
   },"#,
     );
-    let plan = test.infra(["plan", "--json"]).assert_success().json();
+    let plan = test
+        .infra(["plan", "--offline", "--json"])
+        .assert_success()
+        .json();
     let changes = plan["changes"].as_array().unwrap();
     assert!(
         !changes

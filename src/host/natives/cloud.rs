@@ -1,18 +1,23 @@
-//! Natives that change the cloud: `ensure_ssh_key`, `create_droplet`, `destroy_droplet`,
-//! `assign_services`, `ensure_firewall`, `admin_ip`. Each honours `--dry-run` (reports, does
-//! nothing), records what it did in the state as soon as it is done (a crash leaves true
-//! partial state) and in the audit log.
+//! Natives that look at or change the cloud: `refresh`, `admin_ip`, `ensure_ssh_key`,
+//! `create_droplet`, `destroy_droplet`, `destroy_orphans`, `resize_droplet`,
+//! `assign_services`, `ensure_firewall`, `update_admin_ip`, `old_snapshots`,
+//! `delete_snapshots`, `cloud_timings`. Thin: the work, its dry run and its reporting are in
+//! `crate::fleet` and `crate::report`; a native turns script values into core calls and
+//! records in the state what core did, as soon as it is done (a crash leaves true partial
+//! state).
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+use serde_json::{json, Value};
 
-use super::report_dry_run;
+use crate::fleet::{Finding, FleetError};
 use crate::host::error::{bad_input, failure, located};
 use crate::host::{store_error, Context};
-use crate::provision::{ProvisionError, Ready};
-use crate::state::placement::{monitoring_ring, required_droplets};
+use crate::plan::{Action, Kind, Plan};
+use crate::report::Change;
+use crate::state::placement::required_droplets;
 
 fn names(value: Dynamic) -> Result<Vec<String>, Box<EvalAltResult>> {
     if value.is_string() {
@@ -31,14 +36,17 @@ fn names(value: Dynamic) -> Result<Vec<String>, Box<EvalAltResult>> {
 
 /// Takes the state lock before the first change to the cloud, so a second run started at the
 /// same time stops (or waits, with `--lock-timeout`) before it registers a key or creates a
-/// droplet the first one is creating.
+/// droplet the first one is creating. A dry run changes nothing and takes no lock.
 fn hold_lock(ctx: &Context) -> Result<(), Box<EvalAltResult>> {
+    if ctx.dry_run() {
+        return Ok(());
+    }
     ctx.store()?.lock().map_err(store_error)
 }
 
-fn cloud_error(e: ProvisionError) -> Box<EvalAltResult> {
+fn cloud_error(e: FleetError) -> Box<EvalAltResult> {
     match e {
-        ProvisionError::Cancelled => Box::new(EvalAltResult::ErrorTerminated(
+        FleetError::Cancelled => Box::new(EvalAltResult::ErrorTerminated(
             Dynamic::from("cancelled"),
             rhai::Position::NONE,
         )),
@@ -46,20 +54,19 @@ fn cloud_error(e: ProvisionError) -> Box<EvalAltResult> {
     }
 }
 
-/// Prints one line of progress (or one JSON event with `--json`).
-fn progress(ctx: &Context, event: &str, droplet: &str, text: &str, extra: serde_json::Value) {
-    if ctx.options.json {
-        let mut value = serde_json::json!({"event": event, "droplet": droplet});
-        if let (Some(map), serde_json::Value::Object(more)) = (value.as_object_mut(), extra) {
-            map.extend(more);
-        }
-        println!("{value}");
-    } else {
-        println!("droplet {droplet}: {text}");
-    }
+/// Runs a fleet operation to its end and maps its error.
+fn run<T>(
+    ctx: &Context,
+    future: impl std::future::Future<Output = Result<T, FleetError>>,
+) -> Result<T, Box<EvalAltResult>> {
+    ctx.block_on(future)?.map_err(cloud_error)
 }
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = ctx.clone();
+    engine.register_fn("refresh", move || -> Result<Map, Box<EvalAltResult>> {
+        refresh(&c)
+    });
     let c = ctx.clone();
     engine.register_fn("admin_ip", move || -> Result<String, Box<EvalAltResult>> {
         admin_ip(&c)
@@ -68,14 +75,10 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn(
         "ensure_ssh_key",
         move || -> Result<i64, Box<EvalAltResult>> {
-            if c.dry_run() {
-                report_dry_run("register the infrastructure SSH key with the account");
-                return Ok(0);
-            }
             hold_lock(&c)?;
-            let p = c.provisioner()?;
-            let key = c.block_on(p.ensure_key())?.map_err(cloud_error)?;
-            Ok(key.id as i64)
+            let fleet = c.fleet()?;
+            let key = run(&c, fleet.ensure_key(c.reporter()))?;
+            Ok(key.map(|k| k.id as i64).unwrap_or_default())
         },
     );
     let c = ctx.clone();
@@ -87,6 +90,16 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn(
         "destroy_droplet",
         move |which: Dynamic| -> Result<(), Box<EvalAltResult>> { destroy(&c, names(which)?) },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "destroy_orphans",
+        move |plan: &mut Plan| -> Result<(), Box<EvalAltResult>> { destroy_orphans(&c, plan) },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "resize_droplet",
+        move |which: Dynamic| -> Result<(), Box<EvalAltResult>> { resize(&c, names(which)?) },
     );
     let c = ctx.clone();
     engine.register_fn(
@@ -105,10 +118,91 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn(
         "ensure_firewall",
         move |admin: &str| -> Result<(), Box<EvalAltResult>> {
-            crate::provision::check_cidr(admin).map_err(bad_input)?;
+            crate::fleet::check_cidr(admin).map_err(bad_input)?;
             ensure_firewall(&c, admin)
         },
     );
+}
+
+/// Lists the droplets tagged `infra` and compares them with the state. Outside a dry run,
+/// what changed outside infra (address, status, id) is recorded at once. What it found is
+/// kept for the next `plan()` of this run. `plan --offline` skips it.
+fn refresh(ctx: &Context) -> Result<Map, Box<EvalAltResult>> {
+    let mut out = Map::new();
+    if ctx.options.offline {
+        out.insert("offline".into(), true.into());
+        return Ok(out);
+    }
+    let loaded = ctx.loaded()?;
+    let wanted = required_droplets(&loaded.spec);
+    let wanted: HashSet<&str> = wanted.keys().map(String::as_str).collect();
+    if ctx.fleet_if_used().is_none() {
+        if let Err(e) = crate::cloud::Client::for_project(&ctx.project) {
+            return Err(located(
+                format!("{e}; with `--offline` infra plans against the recorded state only, without the cloud"),
+                true,
+            ));
+        }
+    }
+    let fleet = ctx.fleet()?;
+    let refresh = run(ctx, fleet.refresh(&loaded.runtime.droplets, &wanted))?;
+    if !ctx.dry_run() {
+        let drift: Vec<&Finding> = refresh
+            .findings
+            .iter()
+            .filter(|f| matches!(f, Finding::Drift { .. }))
+            .collect();
+        if !drift.is_empty() {
+            hold_lock(ctx)?;
+            ctx.store()?
+                .update(|s| {
+                    for f in &drift {
+                        if let Finding::Drift { name, after, .. } = f {
+                            s.record_seen(name, after.id, after.ip.as_deref(), &after.status)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(store_error)?;
+            for f in drift {
+                if let Finding::Drift {
+                    name,
+                    before,
+                    after,
+                } = f
+                {
+                    let change = Change::new(
+                        "refresh_droplet",
+                        name,
+                        serde_json::to_value(before).expect("serializes"),
+                        serde_json::to_value(after).expect("serializes"),
+                    );
+                    ctx.reporter().done(
+                        &change,
+                        &format!("droplet {name}: recorded what changed outside infra"),
+                    );
+                }
+            }
+        }
+    }
+    let mut counts = [0i64; 4];
+    for f in &refresh.findings {
+        counts[match f {
+            Finding::Gone { .. } => 0,
+            Finding::Drift { .. } => 1,
+            Finding::Orphan { .. } => 2,
+            Finding::Duplicate { .. } => 3,
+        }] += 1;
+    }
+    for (key, n) in ["gone", "drift", "orphan", "duplicate"]
+        .into_iter()
+        .zip(counts)
+    {
+        out.insert(key.into(), n.into());
+    }
+    crate::deferred_drop::drop_in_background(loaded);
+    ctx.services.set_refresh(refresh);
+    Ok(out)
 }
 
 /// `ADMIN_IP` from the environment, else the address stored by `update-admin-ip`.
@@ -117,12 +211,12 @@ fn admin_ip(ctx: &Context) -> Result<String, Box<EvalAltResult>> {
         Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
         _ => match ctx.store()?.state().admin_ip() {
             Some(stored) => stored,
-            None => crate::provision::sandbox_admin_address(&ctx.project).ok_or_else(|| {
+            None => crate::fleet::sandbox_admin_address(&ctx.project).ok_or_else(|| {
             located("ADMIN_IP is not set: SSH to the droplets is allowed only from the administrator's address; `export ADMIN_IP=203.0.113.100/32` (the address infra runs from, as the droplets see it) or run `infra update-admin-ip CIDR`", true)
             })?,
         },
     };
-    crate::provision::check_cidr(&cidr).map_err(|m| located(format!("ADMIN_IP: {m}"), true))?;
+    crate::fleet::check_cidr(&cidr).map_err(|m| located(format!("ADMIN_IP: {m}"), true))?;
     Ok(cidr)
 }
 
@@ -142,134 +236,144 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
         })?;
         jobs.push((name.clone(), spec.clone()));
     }
-    if ctx.dry_run() {
-        for (name, d) in &jobs {
-            report_dry_run(&format!(
-                "create droplet `{name}` ({}, {}, {})",
-                d.size, d.region, d.role
-            ));
-        }
-        return Ok(out);
-    }
     hold_lock(ctx)?;
-    let p = ctx.provisioner()?;
-    let key = ctx.block_on(p.ensure_key())?.map_err(cloud_error)?;
-    for (name, _) in &jobs {
-        progress(
-            ctx,
-            "droplet_creating",
-            name,
-            "creating (or adopting the tagged droplet)",
-            serde_json::json!({}),
-        );
-    }
-    let started = Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let task = {
-        let (p, key, jobs) = (p.clone(), key.clone(), jobs.clone());
-        ctx.spawn(async move { p.bring_up(&key, &jobs, tx).await })?
-    };
+    let fleet = ctx.fleet()?;
     // Each droplet is recorded as it comes up, so a crash keeps what exists.
-    while let Some(ready) = ctx.block_on(rx.recv())? {
-        let d = &jobs
-            .iter()
-            .find(|(n, _)| n == &ready.name)
-            .expect("a droplet asked for")
-            .1;
-        record_droplet(ctx, &ready, d)?;
-        let secs = started.elapsed().as_secs_f64();
-        let how = match ready.outcome {
+    let ready = run(
+        ctx,
+        fleet.create(&jobs, ctx.reporter(), |ready| {
+            let (_, d) = jobs
+                .iter()
+                .find(|(n, _)| n == &ready.name)
+                .expect("a droplet asked for");
+            let mut store = ctx.store().map_err(|e| e.to_string())?;
+            store
+                .update(|s| {
+                    let monitors = s
+                        .droplet(&ready.name)
+                        .map(|r| r.monitors)
+                        .unwrap_or_default();
+                    s.add_droplet(
+                        &ready.name,
+                        Some(&ready.ip),
+                        &d.size,
+                        &d.region,
+                        &d.role,
+                        &monitors,
+                        d.project.as_deref(),
+                    );
+                    s.record_seen(&ready.name, ready.id, Some(&ready.ip), "active")
+                })
+                .map_err(|e| e.to_string())
+        }),
+    )?;
+    for r in ready {
+        let mut m = Map::new();
+        m.insert("ip".into(), r.ip.clone().into());
+        m.insert("id".into(), (r.id as i64).into());
+        let how = match r.outcome {
             crate::cloud::Outcome::Created => "created",
             crate::cloud::Outcome::Adopted => "adopted",
         };
-        progress(
-            ctx,
-            "droplet_ready",
-            &ready.name,
-            &format!("active at {} ({how}, {secs:.1} s)", ready.ip),
-            serde_json::json!({"ip": ready.ip, "id": ready.id, "outcome": how, "seconds": secs}),
-        );
-        ctx.audit(
-            "create_droplet",
-            &ready.name,
-            &format!("{how}, {}", ready.ip),
-        );
-        let mut m = Map::new();
-        m.insert("ip".into(), ready.ip.clone().into());
-        m.insert("id".into(), (ready.id as i64).into());
         m.insert("outcome".into(), how.into());
-        out.insert(ready.name.as_str().into(), m.into());
-    }
-    match ctx.block_on(task)? {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            for (name, _) in &jobs {
-                if !out.contains_key(name.as_str()) {
-                    ctx.audit("create_droplet", name, &format!("failed: {e}"));
-                }
-            }
-            return Err(cloud_error(e));
-        }
-        Err(e) => return Err(failure(format!("the droplet task failed: {e}"))),
+        out.insert(r.name.as_str().into(), m.into());
     }
     Ok(out)
-}
-
-/// Writes a ready droplet into the state at once, so a crash after this point keeps it.
-fn record_droplet(
-    ctx: &Context,
-    ready: &Ready,
-    d: &crate::state::RequiredDroplet,
-) -> Result<(), Box<EvalAltResult>> {
-    ctx.store()?
-        .update(|s| {
-            let monitors = s
-                .droplet(&ready.name)
-                .map(|r| r.monitors)
-                .unwrap_or_default();
-            s.add_droplet(
-                &ready.name,
-                Some(&ready.ip),
-                &d.size,
-                &d.region,
-                &d.role,
-                &monitors,
-                d.project.as_deref(),
-            );
-            s.set_droplet_id(&ready.name, ready.id)
-        })
-        .map_err(store_error)
 }
 
 fn destroy(ctx: &Context, names: Vec<String>) -> Result<(), Box<EvalAltResult>> {
     if names.is_empty() {
         return Ok(());
     }
-    if ctx.dry_run() {
-        for name in &names {
-            report_dry_run(&format!("destroy droplet `{name}`"));
-        }
+    hold_lock(ctx)?;
+    let fleet = ctx.fleet()?;
+    for name in names {
+        let before = ctx
+            .store()?
+            .state()
+            .droplet(&name)
+            .map(|d| serde_json::to_value(d).expect("serializes"))
+            .unwrap_or(Value::Null);
+        run(
+            ctx,
+            fleet.destroy_reported(&name, before, ctx.reporter(), || {
+                let mut store = ctx.store().map_err(|e| e.to_string())?;
+                store
+                    .update(|s| {
+                        s.remove_droplet(&name);
+                        Ok(())
+                    })
+                    .map_err(|e| e.to_string())
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+/// Destroys the orphans and duplicates `plan` found.
+fn destroy_orphans(ctx: &Context, plan: &Plan) -> Result<(), Box<EvalAltResult>> {
+    let extras: Vec<(String, u64, Value)> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == Kind::Droplet && c.action == Action::Orphan)
+        .filter_map(|c| {
+            let before = c.before.clone()?;
+            Some((c.target.clone(), before.get("id")?.as_u64()?, before))
+        })
+        .collect();
+    if extras.is_empty() {
         return Ok(());
     }
     hold_lock(ctx)?;
-    let p = ctx.provisioner()?;
+    let fleet = ctx.fleet()?;
+    run(ctx, fleet.destroy_extras(&extras, ctx.reporter()))
+}
+
+/// Resizes each named droplet to the size the spec asks for, one at a time.
+fn resize(ctx: &Context, names: Vec<String>) -> Result<(), Box<EvalAltResult>> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let loaded = ctx.loaded()?;
+    let wanted = required_droplets(&loaded.spec);
+    hold_lock(ctx)?;
+    let fleet = ctx.fleet()?;
     for name in names {
-        let existed = ctx.block_on(p.destroy(&name))?.map_err(cloud_error)?;
-        ctx.store()?
-            .update(|s| {
-                s.remove_droplet(&name);
-                Ok(())
-            })
-            .map_err(store_error)?;
-        let what = if existed { "destroyed" } else { "already gone" };
-        progress(
+        let to = &wanted
+            .get(&name)
+            .ok_or_else(|| {
+                bad_input(format!(
+                    "`{name}` is not a droplet the spec asks for; `infra plan` lists them"
+                ))
+            })?
+            .size;
+        let record = loaded.runtime.droplets.get(&name).ok_or_else(|| {
+            bad_input(format!(
+                "droplet `{name}` is not in the state yet: create it first"
+            ))
+        })?;
+        let from = record.size.clone().unwrap_or_default();
+        if &from == to {
+            continue;
+        }
+        let id = match (record.id, ctx.dry_run()) {
+            (Some(id), _) => id,
+            (None, true) => 0,
+            (None, false) => {
+                return Err(failure(format!(
+                    "droplet `{name}` has no recorded id; run `infra orchestrate` so a refresh records it"
+                )))
+            }
+        };
+        run(
             ctx,
-            "droplet_destroyed",
-            &name,
-            what,
-            serde_json::json!({"existed": existed}),
-        );
-        ctx.audit("destroy_droplet", &name, what);
+            fleet.resize_reported(&name, id, &from, to, ctx.reporter(), || {
+                let mut store = ctx.store().map_err(|e| e.to_string())?;
+                store
+                    .update(|s| s.set_droplet_size(&name, to))
+                    .map_err(|e| e.to_string())
+            }),
+        )?;
     }
     Ok(())
 }
@@ -278,79 +382,50 @@ fn destroy(ctx: &Context, names: Vec<String>) -> Result<(), Box<EvalAltResult>> 
 /// who monitors whom among the droplets that exist.
 fn assign_services(ctx: &Context) -> Result<(), Box<EvalAltResult>> {
     let loaded = ctx.loaded()?;
-    let dry_run = ctx.dry_run();
+    let before = to_services_value(&ctx.store()?.state().all_projects());
     let mut store = ctx.store()?;
     let result = store.update(|s| {
-        let runtime = s.runtime();
-        for (key, services) in &runtime.projects {
-            for service in services.keys() {
-                if loaded
-                    .services
-                    .get(key)
-                    .and_then(|m| m.get(service))
-                    .is_none()
-                {
-                    s.remove_project_service(key, service);
-                }
-            }
-        }
-        for (key, services) in &loaded.services {
-            for (service, record) in services {
-                s.add_project_service(key, service, record);
-            }
-        }
-        let wanted = required_droplets(&loaded.spec);
-        s.order_droplets(&wanted.keys().map(String::as_str).collect::<Vec<_>>());
-        let droplets = s.droplets();
-        let ring = monitoring_ring(droplets.keys());
-        for (name, d) in droplets {
-            let monitors = ring.get(&name).cloned().unwrap_or_default();
-            if monitors != d.monitors {
-                s.add_droplet(
-                    &name,
-                    d.ip.as_deref(),
-                    d.size.as_deref().unwrap_or_default(),
-                    d.region.as_deref().unwrap_or_default(),
-                    &d.role,
-                    &monitors,
-                    d.project.as_deref(),
-                );
-            }
-        }
+        s.assign_services(&loaded.spec, &loaded.services);
         Ok(())
     });
+    let after = to_services_value(&store.state().all_projects());
     drop(store);
     result.map_err(store_error)?;
-    if dry_run {
-        report_dry_run("record every service's droplets and ports in the state");
-    } else {
-        ctx.audit("assign_services", "projects", "recorded");
+    if before != after {
+        let change = Change::new("assign_services", "projects", before, after);
+        ctx.reporter().change(
+            &change,
+            "record every service's droplets and ports in the state",
+            "recorded every service's droplets and ports in the state",
+        );
     }
     Ok(())
 }
 
+fn to_services_value(projects: &crate::name_map::NameMap<crate::state::ServiceMap>) -> Value {
+    serde_json::to_value(projects).expect("serializes")
+}
+
 fn ensure_firewall(ctx: &Context, admin: &str) -> Result<(), Box<EvalAltResult>> {
-    let master = {
+    let (master, probe) = {
         let store = ctx.store()?;
         let state = store.state();
-        state
-            .master_droplet()
-            .and_then(|(name, _)| state.droplet_id(&name))
+        let master = state.master_droplet();
+        let master_id = master.as_ref().and_then(|(name, _)| state.droplet_id(name));
+        // SSH is tried on the master after a change, else on any droplet with an address.
+        let probe = master
+            .into_iter()
+            .chain(state.droplets())
+            .find_map(|(name, d)| Some((name, d.ip?.parse::<std::net::Ipv4Addr>().ok()?)));
+        (master_id, probe)
     };
-    if ctx.dry_run() {
-        report_dry_run(&format!("make the firewalls allow SSH only from {admin}"));
-        return Ok(());
-    }
     hold_lock(ctx)?;
-    let p = ctx.provisioner()?;
-    let changed = ctx
-        .block_on(p.ensure_firewalls(admin, master))?
-        .map_err(cloud_error)?;
-    for change in &changed {
-        println!("{change}");
-        ctx.audit("ensure_firewall", change, "done");
-    }
-    Ok(())
+    let fleet = ctx.fleet()?;
+    let probe = probe.as_ref().map(|(name, ip)| (name.as_str(), *ip));
+    run(
+        ctx,
+        fleet.ensure_firewalls(admin, master, probe, ctx.reporter()),
+    )
 }
 
 pub fn register_maintenance(engine: &mut Engine, ctx: &Arc<Context>) {
@@ -358,10 +433,7 @@ pub fn register_maintenance(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("cloud_timings", move || -> Map {
         let total = c.started.elapsed();
-        let t = c
-            .provisioner_if_used()
-            .map(|p| p.timings())
-            .unwrap_or_default();
+        let t = c.fleet_if_used().map(|p| p.timings()).unwrap_or_default();
         let own = total.saturating_sub(t.api + t.boot_wait);
         let ms = |d: std::time::Duration| Dynamic::from((d.as_secs_f64() * 1000.0).round() as i64);
         let mut m = Map::new();
@@ -375,7 +447,7 @@ pub fn register_maintenance(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn(
         "update_admin_ip",
         move |cidr: &str| -> Result<(), Box<EvalAltResult>> {
-            crate::provision::check_cidr(cidr).map_err(bad_input)?;
+            crate::fleet::check_cidr(cidr).map_err(bad_input)?;
             let old = c.store()?.state().admin_ip();
             c.store()?
                 .update(|s| {
@@ -383,15 +455,17 @@ pub fn register_maintenance(engine: &mut Engine, ctx: &Arc<Context>) {
                     Ok(())
                 })
                 .map_err(store_error)?;
-            if c.dry_run() {
-                report_dry_run(&format!("store {cidr} as the administrator's address"));
-            } else {
-                c.audit(
-                    "update_admin_ip",
-                    cidr,
-                    &format!("was {}", old.as_deref().unwrap_or("unset")),
-                );
-            }
+            let change = Change::new(
+                "update_admin_ip",
+                "admin_ip",
+                old.map(Value::from).unwrap_or(Value::Null),
+                json!(cidr),
+            );
+            c.reporter().change(
+                &change,
+                &format!("store {cidr} as the administrator's address"),
+                &format!("stored {cidr} as the administrator's address"),
+            );
             Ok(())
         },
     );
@@ -399,16 +473,20 @@ pub fn register_maintenance(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn(
         "old_snapshots",
         move || -> Result<Array, Box<EvalAltResult>> {
-            let retention = c
-                .loaded()?
+            let loaded = c.loaded()?;
+            let retention = loaded
                 .spec
                 .snapshot_retention
                 .map(|n| n as usize)
-                .unwrap_or(crate::provision::DEFAULT_SNAPSHOT_RETENTION);
-            let p = c.provisioner()?;
-            let old = c
-                .block_on(p.old_snapshots(retention))?
-                .map_err(cloud_error)?;
+                .unwrap_or(crate::fleet::DEFAULT_SNAPSHOT_RETENTION);
+            let recorded: Vec<u64> = loaded
+                .runtime
+                .droplets
+                .values()
+                .filter_map(|d| d.id)
+                .collect();
+            let fleet = c.fleet()?;
+            let old = run(&c, fleet.old_snapshots(retention, &recorded))?;
             Ok(old
                 .into_iter()
                 .map(|s| {
@@ -426,24 +504,17 @@ pub fn register_maintenance(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn(
         "delete_snapshots",
         move |list: Array| -> Result<(), Box<EvalAltResult>> {
-            let p = c.provisioner()?;
+            // Under the state lock: two cleanups at once would race on the same snapshots.
+            hold_lock(&c)?;
+            let fleet = c.fleet()?;
             for item in list {
-                let map = item.try_cast::<Map>().ok_or_else(|| {
-                    bad_input("delete_snapshots takes the maps old_snapshots() returns")
-                })?;
-                let id = map
+                let value: Value = super::from_dynamic(&item, "the maps old_snapshots() returns")?;
+                let id = value
                     .get("id")
-                    .and_then(|v| v.clone().into_string().ok())
+                    .and_then(Value::as_str)
+                    .map(String::from)
                     .ok_or_else(|| bad_input("a snapshot without an `id`"))?;
-                if c.dry_run() {
-                    report_dry_run(&format!("delete snapshot {id}"));
-                    continue;
-                }
-                let snapshot_id = crate::cloud::SnapshotId::from(id.as_str());
-                c.block_on(p.client.delete_snapshot(&snapshot_id))?
-                    .map_err(|e| cloud_error(e.into()))?;
-                println!("deleted snapshot {id}");
-                c.audit("delete_snapshot", &id, "deleted");
+                run(&c, fleet.delete_snapshot(&id, value, c.reporter()))?;
             }
             Ok(())
         },

@@ -37,6 +37,8 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("dry_run", move || c.dry_run());
     let c = ctx.clone();
+    engine.register_fn("offline", move || c.options.offline);
+    let c = ctx.clone();
     engine.register_fn("json_output", move || c.options.json);
     // Asks a person at a terminal to type `yes`; without a terminal, says how to confirm.
     engine.register_fn(

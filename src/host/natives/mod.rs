@@ -36,8 +36,3 @@ pub fn from_dynamic<T: serde::de::DeserializeOwned>(
 ) -> Result<T, Box<EvalAltResult>> {
     rhai::serde::from_dynamic(value).map_err(|e| bad_input(format!("expected {what}: {e}")))
 }
-
-/// Prints what a mutating native would do, in dry-run mode.
-pub fn report_dry_run(what: &str) {
-    println!("[dry-run] would {what}");
-}

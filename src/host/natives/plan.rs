@@ -18,6 +18,18 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         .register_get("changes", |p: &mut Plan| to_dynamic(&p.changes))
         .register_get("summary", |p: &mut Plan| to_dynamic(&p.summary))
         .register_get("force", |p: &mut Plan| p.force)
+        // Why the plan cannot go ahead without `--force` ("" when it can).
+        .register_get("needs_force", |p: &mut Plan| {
+            p.blocked_without_force()
+                .map(|c| {
+                    format!(
+                        "droplet `{}`: {}; `infra orchestrate --force --yes` recreates the droplets, with whatever runs on them",
+                        c.target,
+                        c.needs_force.as_deref().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default()
+        })
         .register_fn("to_string", |p: &mut Plan| p.render_text())
         .register_fn(
             "droplets",
@@ -27,9 +39,12 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
                     "update" => Action::Update,
                     "replace" => Action::Replace,
                     "delete" => Action::Delete,
+                    "gone" => Action::Gone,
+                    "refresh" => Action::Refresh,
+                    "orphan" => Action::Orphan,
                     other => {
                         return Err(crate::host::error::bad_input(format!(
-                            "no plan action `{other}`; use create, update, replace or delete"
+                            "no plan action `{other}`; use create, update, replace, delete, gone, refresh or orphan"
                         )))
                     }
                 };
@@ -47,19 +62,23 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("show_plan", move |plan: &mut Plan| {
         if c.options.json {
-            println!(
-                "{}",
-                serde_json::to_string(&*plan).expect("plan serializes")
-            );
+            crate::output::line(&serde_json::to_string(&*plan).expect("plan serializes"));
         } else {
-            print!("{}", plan.render_text());
+            crate::output::text(&plan.render_text());
         }
     });
 }
 
 fn compute(ctx: &Context, force: bool) -> Result<Plan, Box<EvalAltResult>> {
     let loaded = ctx.loaded()?;
-    let plan = Plan::compute(&loaded.spec, &loaded.runtime, &loaded.services, force);
+    let refresh = ctx.services.refresh();
+    let plan = Plan::compute(
+        &loaded.spec,
+        &loaded.runtime,
+        &loaded.services,
+        force,
+        refresh.as_ref(),
+    );
     crate::deferred_drop::drop_in_background(loaded);
     Ok(plan)
 }

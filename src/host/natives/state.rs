@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::{report_dry_run, to_dynamic};
+use super::to_dynamic;
 use crate::config;
 use crate::host::error::{bad_input, located};
 use crate::host::{store_error, Context};
+use crate::report::Change;
 use crate::state::{self, ports, State, StateError};
+use serde_json::{json, Value};
 
 fn strings(list: &Array, what: &str) -> Result<Vec<String>, Box<EvalAltResult>> {
     list.iter()
@@ -35,19 +37,30 @@ fn read<T>(ctx: &Context, read: impl FnOnce(&State) -> T) -> Result<T, Box<EvalA
     Ok(read(ctx.store()?.state()))
 }
 
-/// Applies an edit (saved unless dry-run) and reports it in dry-run mode.
+/// Applies an edit (saved unless dry-run) and reports it.
 fn edit(
     ctx: &Context,
     description: &str,
     edit: impl FnOnce(&mut State) -> Result<(), StateError>,
 ) -> Result<(), Box<EvalAltResult>> {
     ctx.store()?.update(edit).map_err(store_error)?;
-    if ctx.dry_run() {
-        report_dry_run(description);
-    } else {
-        tracing::info!("{description}: saved");
-    }
+    told(ctx, "edit_spec", "infrastructure_spec", description);
     Ok(())
+}
+
+/// Tells a change to infra's own files: what would be done in a dry run, else saved.
+fn told(ctx: &Context, kind: &str, target: &str, description: &str) {
+    let change = Change::new(
+        kind,
+        target,
+        Value::Null,
+        json!({ "description": description }),
+    );
+    if ctx.dry_run() {
+        ctx.reporter().would(&change, description);
+    } else {
+        ctx.reporter().saved(&change, description);
+    }
 }
 
 macro_rules! getter {
@@ -177,11 +190,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
                     "remove projects.{name} from {}",
                     c.project.display(&c.project.deployment_path())
                 );
-                if c.dry_run() {
-                    report_dry_run(&what);
-                } else {
-                    tracing::info!("{what}: saved");
-                }
+                told(&c, "edit_deployment_config", name, &what);
             }
             edit(
                 &c,

@@ -24,6 +24,7 @@ pub mod remote;
 pub mod report;
 pub mod sandbox;
 pub mod schema;
+pub mod secrets;
 pub mod state;
 pub mod table;
 pub mod template;

@@ -5,13 +5,17 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use notify::{RecursiveMode, Watcher};
 use rhai::Dynamic;
 
 use super::{Compiled, Host, ScriptError};
+
+/// The first wait before a failed orchestration is tried again; each failure doubles it.
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const MAX_RETRY: Duration = Duration::from_secs(300);
 use crate::project::Source;
 
 /// How long to wait for a burst of file events (an editor's save) to settle.
@@ -186,6 +190,8 @@ pub fn watch_spec(host: &Host) -> Result<(), String> {
 
     let mut current: Option<Compiled> = None;
     let mut applied: Option<String> = None;
+    // When a failed run is tried again, and how long the wait before it was.
+    let mut retry: Option<(Instant, Duration)> = None;
     let mut recompile = true;
     let mut reapply = true;
     // Say "watching" again only after something was reported, not after ignored events.
@@ -221,12 +227,31 @@ pub fn watch_spec(host: &Host) -> Result<(), String> {
                             tracing::info!("the spec changed: orchestrating");
                         }
                         match host.run(compiled, &[], &no_args) {
-                            Ok(()) => {}
-                            Err(e) => tracing::error!("{e}"),
+                            Ok(()) => {
+                                applied = Some(fingerprint);
+                                retry = None;
+                            }
+                            Err(e) if e.kind == super::ErrorKind::Cancelled => return Ok(()),
+                            Err(e) => {
+                                // A failed run (the cloud down, a droplet slow to boot) is
+                                // tried again with back-off until it works or the spec
+                                // changes; bad input waits for the next edit.
+                                tracing::error!("{e}");
+                                if e.kind == super::ErrorKind::Runtime {
+                                    let wait = retry
+                                        .map(|(_, w): (Instant, Duration)| (w * 2).min(MAX_RETRY))
+                                        .unwrap_or(FIRST_RETRY);
+                                    tracing::warn!(
+                                        "trying again in {} s (or at the next edit)",
+                                        wait.as_secs()
+                                    );
+                                    retry = Some((Instant::now() + wait, wait));
+                                } else {
+                                    applied = Some(fingerprint);
+                                    retry = None;
+                                }
+                            }
                         }
-                        // Remembered even after a failure: the next edit tries again, and
-                        // the run's own state writes never loop back here.
-                        applied = Some(fingerprint);
                         announce = true;
                     }
                 }
@@ -242,6 +267,14 @@ pub fn watch_spec(host: &Host) -> Result<(), String> {
         while !recompile && !reapply {
             if ctx.cancel.load(Ordering::Relaxed) {
                 return Ok(());
+            }
+            if retry.is_some_and(|(at, _)| Instant::now() >= at) {
+                reapply = true;
+                break;
+            }
+            if retry.is_some_and(|(at, _)| Instant::now() >= at) {
+                reapply = true;
+                break;
             }
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(paths) => {

@@ -419,3 +419,51 @@ impl Drop for Running {
         }
     }
 }
+
+/// Tests that skipped because Docker is missing, under `INFRA_SKIP_DOCKER_TESTS=1`.
+static DOCKER_SKIPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn say_docker_skips() {
+    let n = DOCKER_SKIPS.load(std::sync::atomic::Ordering::SeqCst);
+    // Written straight to fd 2 at exit, after the test runner's summary.
+    let line = format!(
+        "INFRA_SKIP_DOCKER_TESTS=1: {n} test{} that need Docker were skipped\n",
+        if n == 1 { "" } else { "s" }
+    );
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+    }
+}
+
+/// Whether the tests that need Docker and an SSH client can run. Without them a test fails,
+/// saying what to run, unless the user opts out with `INFRA_SKIP_DOCKER_TESTS=1`: then it is
+/// skipped and the number skipped is printed when the test run ends. The suite never passes
+/// green while silently leaving out what it could not run.
+pub fn docker_tests_can_run() -> bool {
+    let mut missing = None;
+    for (tool, probe) in [("docker", "version"), ("ssh", "-V")] {
+        let ok = Command::new(tool)
+            .arg(probe)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            missing = Some(tool);
+            break;
+        }
+    }
+    let Some(tool) = missing else {
+        return true;
+    };
+    if std::env::var("INFRA_SKIP_DOCKER_TESTS").as_deref() != Ok("1") {
+        panic!(
+            "Docker is needed: run .ci/prepare-sandbox (`{tool}` is not usable; set INFRA_SKIP_DOCKER_TESTS=1 to skip the tests that need it)"
+        );
+    }
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| unsafe {
+        libc::atexit(say_docker_skips);
+    });
+    DOCKER_SKIPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    eprintln!("skipped: `{tool}` is not usable and INFRA_SKIP_DOCKER_TESTS=1 is set");
+    false
+}

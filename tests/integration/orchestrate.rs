@@ -3,8 +3,9 @@
 //! converge after being killed or on a flaky API, never make a droplet twice, and keep SSH to
 //! the administrator's address.
 //!
-//! Like `sandbox.rs`, these need Docker and an SSH client: without them they are skipped with a
-//! notice, unless `INFRA_REQUIRE_TOOLS=1` makes that a failure. Each test runs one sandbox in its
+//! Like `sandbox.rs`, these need Docker and an SSH client: without them they fail saying to run
+//! `.ci/prepare-sandbox`, unless `INFRA_SKIP_DOCKER_TESTS=1` skips them (and counts them). Each
+//! test runs one sandbox in its
 //! own project, with two to five droplets, and `infra sandbox down` always runs at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,8 +32,8 @@ const INIT_DROPLETS: &[&str] = &[
 ];
 
 /// Spec edits without orchestrating (what the commands do before they apply).
-const SCALE_SPEC: &str = "scale_project_spec(ARGS[0], parse_int(ARGS[1]));\n";
-const SMALL_SPEC: &str =
+pub(crate) const SCALE_SPEC: &str = "scale_project_spec(ARGS[0], parse_int(ARGS[1]));\n";
+pub(crate) const SMALL_SPEC: &str =
     "remove_project_spec(\"digitalpixo\");\nscale_project_spec(\"hostomatic\", 1);\n";
 
 /// How a run that found the state locked stops (the holder is named when its lock file could
@@ -40,40 +41,18 @@ const SMALL_SPEC: &str =
 const LOCKED: &str = "error: the state is locked by ";
 const LOCK_ADVICE: &str = "; wait for it to finish";
 
-/// Whether the tools the sandbox needs are here; without them the test is skipped, or fails
-/// under `INFRA_REQUIRE_TOOLS=1`.
-fn have_tools() -> bool {
-    for (tool, probe) in [("docker", "version"), ("ssh", "-V")] {
-        let ok = Command::new(tool)
-            .arg(probe)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            continue;
-        }
-        if std::env::var("INFRA_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("`{tool}` is not usable and INFRA_REQUIRE_TOOLS=1 requires it (run .ci/prepare-sandbox)");
-        }
-        eprintln!(
-            "skipped: `{tool}` is not usable (orchestrate tests need Docker and an SSH client; INFRA_REQUIRE_TOOLS=1 makes this a failure)"
-        );
-        return false;
-    }
-    true
-}
-
 /// A project made by `infra init` with its own running sandbox; `infra sandbox down` when
 /// dropped, whatever happened.
-struct Sandbox {
-    test: Test,
+pub(crate) struct Sandbox {
+    pub(crate) test: Test,
     url: String,
     token: String,
 }
 
 impl Sandbox {
     /// `None` when the tools are missing and the test is skipped.
-    fn up(args: &[&str]) -> Option<Sandbox> {
-        if !have_tools() {
+    pub(crate) fn up(args: &[&str]) -> Option<Sandbox> {
+        if !crate::harness::docker_tests_can_run() {
             return None;
         }
         let test = Test::init();
@@ -92,32 +71,32 @@ impl Sandbox {
         Some(Sandbox { test, url, token })
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.test.path()
     }
 
     /// `infra ARGS` in the project (which finds its sandbox by itself), bounded.
-    fn infra(&self, args: &[&str]) -> Output {
+    pub(crate) fn infra(&self, args: &[&str]) -> Output {
         run(&self.test, args, &[])
     }
 
     /// `infra ARGS` with `ADMIN_IP` set.
-    fn infra_as(&self, admin_ip: &str, args: &[&str]) -> Output {
+    pub(crate) fn infra_as(&self, admin_ip: &str, args: &[&str]) -> Output {
         run(&self.test, args, &[("ADMIN_IP", admin_ip)])
     }
 
     /// `infra ARGS`, which must succeed.
-    fn ok(&self, args: &[&str]) -> Output {
+    pub(crate) fn ok(&self, args: &[&str]) -> Output {
         let out = self.infra(args);
         assert_eq!(out.code, 0, "{}", describe(&out));
         out
     }
 
-    fn spawn(&self, args: &[&str]) -> Spawned {
+    pub(crate) fn spawn(&self, args: &[&str]) -> Spawned {
         spawn(&self.test, args, &[])
     }
 
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client::new(
             &self.url,
             Token::new(self.token.clone()).unwrap(),
@@ -127,7 +106,7 @@ impl Sandbox {
     }
 
     /// Requests the sandbox answered that change something (not GET), so far.
-    fn mutating_calls(&self) -> Vec<String> {
+    pub(crate) fn mutating_calls(&self) -> Vec<String> {
         self.test
             .read("config/.infra/sandbox/server.log")
             .lines()
@@ -141,7 +120,7 @@ impl Sandbox {
     }
 
     /// The state's droplets: name -> IP.
-    fn state_droplets(&self) -> BTreeMap<String, String> {
+    pub(crate) fn state_droplets(&self) -> BTreeMap<String, String> {
         let state = self.test.json("config/infrastructure.json");
         state["droplets"]
             .as_object()
@@ -157,7 +136,7 @@ impl Sandbox {
     }
 
     /// The cloud's droplets tagged `infra`: name -> IP, failing on a name seen twice.
-    async fn cloud_droplets(&self) -> BTreeMap<String, String> {
+    pub(crate) async fn cloud_droplets(&self) -> BTreeMap<String, String> {
         let listed = self.client().list_droplets_by_tag("infra").await.unwrap();
         let mut out = BTreeMap::new();
         for d in &listed {
@@ -175,7 +154,7 @@ impl Sandbox {
 
     /// The state and the cloud agree: the same droplets (exactly `names`), the same IPs, none
     /// twice; every service is on droplets that exist; and the state is valid.
-    async fn assert_converged(&self, names: &[&str]) {
+    pub(crate) async fn assert_converged(&self, names: &[&str]) {
         let cloud = self.cloud_droplets().await;
         let state = self.state_droplets();
         let wanted: BTreeSet<String> = names.iter().map(|n| n.to_string()).collect();
@@ -204,7 +183,7 @@ impl Sandbox {
     }
 
     /// The project's files, without the sandbox's own (its log grows with every request).
-    fn files(&self) -> Snapshot {
+    pub(crate) fn files(&self) -> Snapshot {
         let mut snapshot = self.test.snapshot();
         snapshot
             .0
@@ -212,12 +191,12 @@ impl Sandbox {
         snapshot
     }
 
-    fn key(&self) -> PathBuf {
+    pub(crate) fn key(&self) -> PathBuf {
         self.path().join("config/.infra/infrastructure_key")
     }
 
     /// Runs `command` as root on `ip` with the project's key.
-    fn ssh(&self, ip: &str, command: &str) -> Result<String, String> {
+    pub(crate) fn ssh(&self, ip: &str, command: &str) -> Result<String, String> {
         let mut cmd = Command::new("ssh");
         cmd.arg("-i").arg(self.key());
         for option in host_key_options(self.path()) {
@@ -245,7 +224,7 @@ impl Sandbox {
     }
 
     /// Every droplet of the state answers SSH at its recorded IP, as itself.
-    fn assert_reachable(&self) {
+    pub(crate) fn assert_reachable(&self) {
         for (name, ip) in self.state_droplets() {
             let hostname = self
                 .ssh(&ip, "hostname")
@@ -277,7 +256,7 @@ fn host_key_options(project: &Path) -> Vec<String> {
     ]
 }
 
-fn describe(out: &Output) -> String {
+pub(crate) fn describe(out: &Output) -> String {
     format!(
         "infra {}\nexit code: {}\n--- stdout\n{}--- stderr\n{}---",
         out.args.join(" "),
@@ -310,7 +289,7 @@ fn command(test: &Test, args: &[&str], env: &[(&str, &str)]) -> Command {
 }
 
 /// An `infra` process whose stdout is read line by line as it comes.
-struct Spawned {
+pub(crate) struct Spawned {
     args: Vec<String>,
     child: Child,
     stdout: Receiver<String>,
@@ -318,7 +297,7 @@ struct Spawned {
     stderr: Option<JoinHandle<String>>,
 }
 
-fn spawn(test: &Test, args: &[&str], env: &[(&str, &str)]) -> Spawned {
+pub(crate) fn spawn(test: &Test, args: &[&str], env: &[(&str, &str)]) -> Spawned {
     let mut child = command(test, args, env).spawn().expect("spawn infra");
     let (tx, rx) = mpsc::channel();
     let out = child.stdout.take().unwrap();
@@ -348,7 +327,7 @@ fn spawn(test: &Test, args: &[&str], env: &[(&str, &str)]) -> Spawned {
 impl Spawned {
     /// Reads stdout until a line satisfies `want`; fails after [`COMMAND_LIMIT`] or if the
     /// process ends first.
-    fn wait_stdout(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_stdout(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + COMMAND_LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -377,14 +356,14 @@ impl Spawned {
         }
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         let status = self.child.wait().expect("wait");
         assert_eq!(exit_code(status), 128 + 9, "killed with SIGKILL");
     }
 
     /// Waits, at most [`COMMAND_LIMIT`], for the process to end.
-    fn finish(&mut self) -> Output {
+    pub(crate) fn finish(&mut self) -> Output {
         let deadline = Instant::now() + COMMAND_LIMIT;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -428,12 +407,12 @@ impl Drop for Spawned {
 }
 
 /// Runs `infra ARGS` to the end, at most [`COMMAND_LIMIT`].
-fn run(test: &Test, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn run(test: &Test, args: &[&str], env: &[(&str, &str)]) -> Output {
     spawn(test, args, env).finish()
 }
 
 /// A spec-only edit through `infra run` (the natives the commands use, without applying).
-fn edit_spec(sandbox: &Sandbox, playbook: &str, args: &[&str]) {
+pub(crate) fn edit_spec(sandbox: &Sandbox, playbook: &str, args: &[&str]) {
     sandbox.test.write("edit.rhai", playbook);
     let mut command = vec!["run", "edit.rhai"];
     command.extend(args);
@@ -879,7 +858,7 @@ async fn watch_orchestrates_spec_edits_and_survives_a_broken_one() {
     };
     std::fs::write(&state, scaled(2)).unwrap();
     watch.wait_stdout("hostomatic-web2 ready", |l| {
-        l.contains("\"droplet_ready\"") && l.contains("hostomatic-web2")
+        l.contains("\"kind\":\"create_droplet\"") && l.contains("hostomatic-web2")
     });
     watch.wait_stdout("the second orchestration", orchestrated);
     assert!(sandbox.state_droplets().contains_key("hostomatic-web2"));
@@ -897,7 +876,7 @@ async fn watch_orchestrates_spec_edits_and_survives_a_broken_one() {
     );
     std::fs::write(&state, good).unwrap();
     watch.wait_stdout("hostomatic-web2 destroyed", |l| {
-        l.contains("\"droplet_destroyed\"") && l.contains("hostomatic-web2")
+        l.contains("\"kind\":\"destroy_droplet\"") && l.contains("hostomatic-web2")
     });
     watch.wait_stdout("the third orchestration", orchestrated);
 
@@ -1014,13 +993,13 @@ async fn cleanup_deletes_snapshots_beyond_the_retention_count_only_with_apply() 
         .map(|l| serde_json::from_str(l).expect("each audit line is JSON"))
         .collect();
     for e in &entries {
-        for field in ["time", "user", "command", "action", "target", "result"] {
+        for field in ["time", "user", "command", "kind", "target", "result"] {
             assert!(e[field].is_string(), "audit entry without `{field}`: {e}");
         }
     }
     let actions: Vec<&str> = entries
         .iter()
-        .map(|e| e["action"].as_str().unwrap())
+        .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(
         actions.iter().filter(|a| **a == "create_droplet").count(),
@@ -1030,7 +1009,7 @@ async fn cleanup_deletes_snapshots_beyond_the_retention_count_only_with_apply() 
     assert!(
         entries
             .iter()
-            .any(|e| e["action"] == "delete_snapshot" && e["command"] == "infra cleanup --apply"),
+            .any(|e| e["kind"] == "delete_snapshot" && e["command"] == "infra cleanup --apply"),
         "{audit}"
     );
 }

@@ -382,15 +382,24 @@ fn resize(ctx: &Context, names: Vec<String>) -> Result<(), Box<EvalAltResult>> {
 /// who monitors whom among the droplets that exist.
 fn assign_services(ctx: &Context) -> Result<(), Box<EvalAltResult>> {
     let loaded = ctx.loaded()?;
-    let before = to_services_value(&ctx.store()?.state().all_projects());
     let mut store = ctx.store()?;
-    let result = store.update(|s| {
-        s.assign_services(&loaded.spec, &loaded.services);
-        Ok(())
-    });
-    let after = to_services_value(&store.state().all_projects());
+    let before = to_services_value(&store.state().all_projects());
+    let after = if ctx.dry_run() {
+        // Not even in memory: the droplets a dry run would create are not in the state, and
+        // assignments to them would make it invalid for the steps after.
+        let mut next = store.state().clone();
+        next.assign_services(&loaded.spec, &loaded.services);
+        to_services_value(&next.all_projects())
+    } else {
+        store
+            .update(|s| {
+                s.assign_services(&loaded.spec, &loaded.services);
+                Ok(())
+            })
+            .map_err(store_error)?;
+        to_services_value(&store.state().all_projects())
+    };
     drop(store);
-    result.map_err(store_error)?;
     if before != after {
         let change = Change::new("assign_services", "projects", before, after);
         ctx.reporter().change(

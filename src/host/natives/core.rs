@@ -26,14 +26,25 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         "bad_input",
         |message: &str| -> Result<(), Box<EvalAltResult>> { Err(bad_input(message)) },
     );
-    engine.register_fn("env", |name: &str| -> Dynamic {
-        std::env::var(name)
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
-    });
-    engine.register_fn("env", |name: &str, default: &str| -> String {
-        std::env::var(name).unwrap_or_else(|_| default.to_string())
-    });
+    // A variable that holds a secret is refused, set or not, so a playbook cannot leak it.
+    let c = ctx.clone();
+    engine.register_fn(
+        "env",
+        move |name: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            refuse_secret(&c, name)?;
+            Ok(std::env::var(name)
+                .map(Dynamic::from)
+                .unwrap_or(Dynamic::UNIT))
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "env",
+        move |name: &str, default: &str| -> Result<String, Box<EvalAltResult>> {
+            refuse_secret(&c, name)?;
+            Ok(std::env::var(name).unwrap_or_else(|_| default.to_string()))
+        },
+    );
     let c = ctx.clone();
     engine.register_fn("dry_run", move || c.dry_run());
     let c = ctx.clone();
@@ -118,6 +129,17 @@ fn sleep(ctx: &Context, seconds: f64) -> Result<(), Box<EvalAltResult>> {
             )));
         }
         std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
+    }
+    Ok(())
+}
+
+fn refuse_secret(ctx: &Context, name: &str) -> Result<(), Box<EvalAltResult>> {
+    // Configs that do not load leave the cloud token as the one known secret.
+    let loaded = ctx.loaded().ok();
+    if crate::secrets::is_secret(name, loaded.as_ref()) {
+        return Err(bad_input(format!(
+            "`{name}` holds a secret, and playbooks cannot read secrets; the natives that need it read it themselves"
+        )));
     }
     Ok(())
 }

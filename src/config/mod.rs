@@ -3,6 +3,7 @@
 
 pub mod deployment;
 pub mod email;
+pub mod placement;
 pub mod sms;
 
 use crate::name_map::NameMap;
@@ -15,10 +16,10 @@ use crate::diagnostic::{InvalidInput, Problem, Problems};
 use crate::document::Document;
 use crate::project::Project;
 use crate::schema::{join, Checker};
-use crate::state::placement::required_services;
 use crate::state::{Runtime, ServiceMap, Spec, State};
 use deployment::DeploymentConfig;
 use email::EmailConfig;
+use placement::required_services;
 use sms::SmsConfig;
 
 /// Everything read from `config/`, valid.

@@ -218,6 +218,7 @@ impl Fleet {
             }
             return Ok(Vec::new());
         }
+        self.check_not_shut_out().await?;
         let key = self
             .ensure_key(reporter)
             .await?

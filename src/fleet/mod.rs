@@ -68,6 +68,8 @@ pub enum FleetError {
         seen_as: Option<String>,
         cause: String,
     },
+    #[error("the firewall `infra-fleet` allows SSH only from {allowed}, but the droplets see this machine as {seen_as}: SSH to them would never answer; run `infra update-admin-ip {seen_as}` (or export ADMIN_IP={seen_as}) and run again")]
+    ShutOut { allowed: String, seen_as: String },
     /// The state could not record what was done (the cloud has it; a re-run adopts it).
     #[error("{0}")]
     Record(String),

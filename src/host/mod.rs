@@ -151,7 +151,7 @@ impl Context {
 
     /// Lets go of the lock and drops the store, so the next run reads the file afresh.
     pub fn reset(&self) {
-        self.services.forget_refresh();
+        self.services.reset_run();
         if let Some(mut store) = self.services.store.lock().expect("state store").take() {
             store.release();
             crate::deferred_drop::drop_in_background(store);

@@ -37,6 +37,11 @@ impl<T> Lazy<T> {
     pub fn get(&self) -> Option<Arc<T>> {
         self.0.lock().expect("service slot").clone()
     }
+
+    /// Forgets the service, so the next use makes it afresh.
+    pub fn reset(&self) {
+        self.0.lock().expect("service slot").take();
+    }
 }
 
 pub struct Services {
@@ -75,7 +80,10 @@ impl Services {
         self.refresh.lock().expect("refresh").clone()
     }
 
-    pub(super) fn forget_refresh(&self) {
+    /// Between runs (`watch`, `run --watch`): the next run reads the cloud's endpoint and the
+    /// cloud itself afresh.
+    pub(super) fn reset_run(&self) {
         self.refresh.lock().expect("refresh").take();
+        self.fleet.reset();
     }
 }

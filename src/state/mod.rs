@@ -297,20 +297,6 @@ impl State {
         Ok(())
     }
 
-    /// Services of every project-environment, placed on droplets with ports
-    /// (`get_required_services`); problems are reported against the deployment config.
-    pub fn required_services(
-        &self,
-        deployment: &crate::config::deployment::DeploymentConfig,
-        deployment_display: &str,
-    ) -> Result<NameMap<ServiceMap>, crate::diagnostic::InvalidInput> {
-        let checked = self.check();
-        let mut c = Checker::new(deployment_display);
-        let services =
-            placement::required_services(&checked.spec, deployment, &checked.runtime, &mut c);
-        c.problems.into_result().map(|()| services)
-    }
-
     /// The droplets the spec asks for (`get_required_droplets`).
     pub fn required_droplets(&self) -> IndexMap<String, RequiredDroplet> {
         placement::required_droplets(&self.spec())

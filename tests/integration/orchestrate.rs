@@ -363,6 +363,10 @@ impl Spawned {
     }
 
     /// Waits, at most [`COMMAND_LIMIT`], for the process to end.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn finish(&mut self) -> Output {
         let deadline = Instant::now() + COMMAND_LIMIT;
         let status = loop {

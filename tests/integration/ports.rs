@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use infra::config::deployment::DeploymentConfig;
+use infra::config::placement::required_services;
 use infra::schema::Checker;
-use infra::state::placement::required_services;
 use infra::state::ports::{hash_based_port, resource_hash};
 use infra::state::{Runtime, ServiceKind, ServiceMap, Spec};
 

@@ -381,12 +381,7 @@ async fn a_wrong_admin_ip_is_said_at_once() {
     let started = std::time::Instant::now();
     let out = sandbox.infra_as("198.51.100.7/32", &["orchestrate"]);
     assert_eq!(out.code, 1, "{}", describe(&out));
-    let seen_as = sandbox.test.read("config/.infra/sandbox/state.json");
-    let gateway = serde_json::from_str::<serde_json::Value>(&seen_as).unwrap()["network"]
-        ["gateway"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let gateway = sandbox_gateway(&sandbox);
     for part in [
         "does not answer from here since the firewall allows SSH only from ADMIN_IP=198.51.100.7/32".to_string(),
         format!("but the droplets see this machine as {gateway}/32"),
@@ -500,4 +495,57 @@ fn a_closed_pipe_is_success() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `infra watch`: an orchestration that fails (here: a stored administrator address that
+/// shuts this machine out) is tried again with back-off, and goes through once the cause is
+/// gone, without a spec edit.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_retries_a_failed_orchestration() {
+    let Some(sandbox) = Sandbox::up(&[]) else {
+        return;
+    };
+    edit_spec(&sandbox, "remove_project_spec(\"hostomatic\");\n", &[]);
+    sandbox.ok(&["update-admin-ip", "198.51.100.7/32"]);
+    let mut watch = sandbox.spawn(&["--json", "watch"]);
+    // The first run fails at once: no droplet could be reached through that firewall.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        sandbox
+            .client()
+            .list_droplets_by_tag("infra")
+            .await
+            .unwrap(),
+        vec![]
+    );
+    // Stored at the state's root, outside the spec: no edit for the watch to react to.
+    let right = format!("{}/32", sandbox_gateway(&sandbox));
+    sandbox.ok(&["--lock-timeout", "120", "update-admin-ip", &right]);
+    watch.wait_stdout("an orchestration after the retry", |l| {
+        l.contains("\"event\":\"orchestrated\"")
+    });
+    let _ = Command::new("kill")
+        .args(["-INT", &watch.pid().to_string()])
+        .status();
+    let out = watch.finish();
+    assert!(
+        out.stderr.contains(
+            "the firewall `infra-fleet` allows SSH only from 198.51.100.7/32, but the droplets see this machine as "
+        ) && out.stderr.contains("trying again in 5 s"),
+        "{}",
+        describe(&out)
+    );
+    sandbox
+        .assert_converged(&["master", "digitalpixo-web1"])
+        .await;
+    sandbox.assert_reachable();
+}
+
+/// The address the droplets see this machine as, on the sandbox's network.
+fn sandbox_gateway(sandbox: &Sandbox) -> String {
+    let state = sandbox.test.json("config/.infra/sandbox/state.json");
+    state["network"]["gateway"]
+        .as_str()
+        .expect("the sandbox network's gateway")
+        .to_string()
 }

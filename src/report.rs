@@ -65,13 +65,7 @@ impl Reporter {
 
     /// A change made: told, and recorded in the audit log.
     pub fn done(&self, change: &Change, text: &str) {
-        self.audit.record(
-            &change.kind,
-            &change.target,
-            &change.before,
-            &change.after,
-            "done",
-        );
+        self.audit(change, "done");
         if self.json {
             self.event("change", change, json!({}));
         } else {
@@ -82,13 +76,7 @@ impl Reporter {
     /// A change to infra's own files (the spec, a config) made: recorded in the audit log and
     /// logged on standard error, so standard output stays the plan or the result.
     pub fn saved(&self, change: &Change, text: &str) {
-        self.audit.record(
-            &change.kind,
-            &change.target,
-            &change.before,
-            &change.after,
-            "done",
-        );
+        self.audit(change, "done");
         if self.json {
             self.event("change", change, json!({}));
         } else {
@@ -99,13 +87,7 @@ impl Reporter {
     /// A change that was attempted and failed: recorded in the audit log (the error itself
     /// reaches the user as the run's error).
     pub fn failed(&self, change: &Change, error: &str) {
-        self.audit.record(
-            &change.kind,
-            &change.target,
-            &change.before,
-            &change.after,
-            &format!("failed: {error}"),
-        );
+        self.audit(change, &format!("failed: {error}"));
     }
 
     /// A change of kind `kind`, told as `would` in a dry run and `done` otherwise.
@@ -134,6 +116,16 @@ impl Reporter {
     /// A finding or summary line with no target (`No changes`, a plan).
     pub fn text(&self, text: &str) {
         output::text(text);
+    }
+
+    fn audit(&self, change: &Change, result: &str) {
+        self.audit.record(
+            &change.kind,
+            &change.target,
+            &change.before,
+            &change.after,
+            result,
+        );
     }
 
     fn event(&self, event: &str, change: &Change, extra: Value) {

@@ -384,37 +384,28 @@ impl State {
         ip: Option<&str>,
         status: &str,
     ) -> Result<(), StateError> {
-        match self
-            .section_mut("droplets")
+        let d = self.droplet_entry(name)?;
+        d.insert("id".into(), json!(id));
+        match ip {
+            Some(ip) => d.insert("ip".into(), json!(ip)),
+            None => d.shift_remove("ip"),
+        };
+        d.insert("status".into(), json!(status));
+        Ok(())
+    }
+
+    /// The record of droplet `name`, to change.
+    fn droplet_entry(&mut self, name: &str) -> Result<&mut Map<String, Value>, StateError> {
+        self.section_mut("droplets")
             .get_mut(name)
             .and_then(Value::as_object_mut)
-        {
-            Some(d) => {
-                d.insert("id".into(), json!(id));
-                match ip {
-                    Some(ip) => d.insert("ip".into(), json!(ip)),
-                    None => d.shift_remove("ip"),
-                };
-                d.insert("status".into(), json!(status));
-                Ok(())
-            }
-            None => Err(StateError::UnknownDroplet(name.into())),
-        }
+            .ok_or_else(|| StateError::UnknownDroplet(name.into()))
     }
 
     /// Records a droplet's new size.
     pub fn set_droplet_size(&mut self, name: &str, size: &str) -> Result<(), StateError> {
-        match self
-            .section_mut("droplets")
-            .get_mut(name)
-            .and_then(Value::as_object_mut)
-        {
-            Some(d) => {
-                d.insert("size".into(), json!(size));
-                Ok(())
-            }
-            None => Err(StateError::UnknownDroplet(name.into())),
-        }
+        self.droplet_entry(name)?.insert("size".into(), json!(size));
+        Ok(())
     }
 
     /// Puts the `droplets` records in `order` (those not named keep their order, after), so
@@ -429,17 +420,8 @@ impl State {
 
     /// Records the cloud's id of a droplet (kept beside what the spec's format knows).
     pub fn set_droplet_id(&mut self, name: &str, id: u64) -> Result<(), StateError> {
-        match self
-            .section_mut("droplets")
-            .get_mut(name)
-            .and_then(Value::as_object_mut)
-        {
-            Some(d) => {
-                d.insert("id".into(), json!(id));
-                Ok(())
-            }
-            None => Err(StateError::UnknownDroplet(name.into())),
-        }
+        self.droplet_entry(name)?.insert("id".into(), json!(id));
+        Ok(())
     }
 
     pub fn droplet_id(&self, name: &str) -> Option<u64> {
@@ -461,14 +443,8 @@ impl State {
                 "`{ip}` is not an IPv4 address"
             )));
         }
-        let droplets = self.section_mut("droplets");
-        match droplets.get_mut(name).and_then(Value::as_object_mut) {
-            Some(d) => {
-                d.insert("ip".into(), json!(ip));
-                Ok(())
-            }
-            None => Err(StateError::UnknownDroplet(name.into())),
-        }
+        self.droplet_entry(name)?.insert("ip".into(), json!(ip));
+        Ok(())
     }
 
     /// Removes a droplet and every reference to it (assignments, monitors).

@@ -746,7 +746,8 @@ async fn two_orchestrates_at_once_neither_duplicate_nor_corrupt() {
     sandbox.assert_reachable();
 }
 
-/// SSH is allowed only from `ADMIN_IP`: from any other address the droplets do not answer.
+/// SSH is allowed only from `ADMIN_IP`: from any other address the droplets do not answer, and
+/// orchestrate says it shut this machine out.
 #[tokio::test(flavor = "multi_thread")]
 async fn ssh_from_outside_admin_ip_is_refused() {
     let Some(sandbox) = Sandbox::up(&[]) else {
@@ -781,11 +782,13 @@ async fn ssh_from_outside_admin_ip_is_refused() {
             .join(".")
     );
 
+    // The droplets are made and the firewall set; then infra finds SSH shut out and says so.
     let out = sandbox.infra_as(&elsewhere, &["orchestrate"]);
-    assert_eq!(out.code, 0, "{}", describe(&out));
+    assert_eq!(out.code, 1, "{}", describe(&out));
     assert!(
-        format!("{}{}", out.stdout, out.stderr)
-            .contains(&format!("SSH is allowed from {elsewhere}")),
+        out.stderr.contains(&format!(
+            "since the firewall allows SSH only from ADMIN_IP={elsewhere}, but the droplets see this machine as {gateway}/32"
+        )),
         "{}",
         describe(&out)
     );
@@ -929,19 +932,37 @@ async fn cleanup_deletes_snapshots_beyond_the_retention_count_only_with_apply() 
         .await
         .unwrap()
         .expect("the master exists");
+    // A droplet infra did not make, with snapshots whose names look like infra's: never
+    // infra's to delete.
+    let mut spec = infra::cloud::DropletSpec::new(
+        "s-1vcpu-1gb",
+        infra::cloud::ImageRef::Slug("debian-12-x64".into()),
+    );
+    spec.region = Some("lon1".into());
+    let other = client
+        .create_droplet(&infra::cloud::DropletCreate {
+            name: "someone-elses".into(),
+            spec,
+        })
+        .await
+        .unwrap()
+        .droplet
+        .id;
     for n in 1..=4 {
-        let action = infra::cloud::DropletAction::Snapshot {
-            name: format!("infra-master-{n}"),
-        };
-        let started = client.droplet_action(master.id, &action).await.unwrap();
-        client
-            .wait_for_action(started.id, Duration::from_millis(200), COMMAND_LIMIT)
-            .await
-            .unwrap();
+        for (droplet, name) in [(master.id, "master"), (other, "other")] {
+            let action = infra::cloud::DropletAction::Snapshot {
+                name: format!("infra-{name}-{n}"),
+            };
+            let started = client.droplet_action(droplet, &action).await.unwrap();
+            client
+                .wait_for_action(started.id, Duration::from_millis(200), COMMAND_LIMIT)
+                .await
+                .unwrap();
+        }
         // Creation times have whole seconds: keep them apart so "oldest" is well defined.
         std::thread::sleep(Duration::from_millis(1100));
     }
-    let names = || async {
+    let all_names = || async {
         let mut names: Vec<String> = client
             .list_snapshots()
             .await
@@ -950,6 +971,11 @@ async fn cleanup_deletes_snapshots_beyond_the_retention_count_only_with_apply() 
             .map(|s| s.name)
             .collect();
         names.sort();
+        names
+    };
+    let names = || async {
+        let mut names = all_names().await;
+        names.retain(|n| n.starts_with("infra-master-"));
         names
     };
     assert_eq!(names().await.len(), 4);
@@ -989,6 +1015,16 @@ async fn cleanup_deletes_snapshots_beyond_the_retention_count_only_with_apply() 
         "{}",
         describe(&again)
     );
+    assert_eq!(
+        all_names()
+            .await
+            .iter()
+            .filter(|n| n.starts_with("infra-other-"))
+            .count(),
+        4,
+        "a snapshot of a droplet infra did not make was touched"
+    );
+    client.delete_droplet(other).await.unwrap();
 
     // The audit log: one JSON line per change, with who, what and how it ended.
     let audit = sandbox.test.read("config/.infra/audit.log");

@@ -35,6 +35,16 @@ async fn create_tagged(sandbox: &Sandbox, name: &str) -> u64 {
     created.droplet.id
 }
 
+/// A refreshed plan finds the cloud and the state matching the spec.
+fn assert_no_changes(sandbox: &Sandbox) {
+    let plan = sandbox.ok(&["plan"]);
+    assert!(
+        plan.stdout.starts_with("No changes."),
+        "{}",
+        describe(&plan)
+    );
+}
+
 fn state_id(sandbox: &Sandbox, name: &str) -> u64 {
     sandbox.test.json("config/infrastructure.json")["droplets"][name]["id"]
         .as_u64()
@@ -90,12 +100,7 @@ async fn a_droplet_deleted_behind_infras_back_is_shown_gone_and_recreated() {
         &serde_json::json!(["hostomatic-web1"]),
         "{state:#}"
     );
-    let again = sandbox.ok(&["plan"]);
-    assert!(
-        again.stdout.starts_with("No changes."),
-        "{}",
-        describe(&again)
-    );
+    assert_no_changes(&sandbox);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,12 +261,7 @@ async fn a_size_change_resizes_the_droplet_in_place() {
         (4u64 << 30).to_string(),
         "the memory limit after the resize"
     );
-    let again = sandbox.ok(&["plan"]);
-    assert!(
-        again.stdout.starts_with("No changes."),
-        "{}",
-        describe(&again)
-    );
+    assert_no_changes(&sandbox);
 }
 
 /// A role change cannot be made in place: the plan says so and orchestrate refuses it without

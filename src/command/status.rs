@@ -253,9 +253,8 @@ async fn find_drift(
     env: &Env,
     checked: &crate::state::Checked,
 ) -> Result<Vec<crate::fleet::Finding>, super::Failure> {
-    let client = crate::cloud::Client::for_project(&env.project)
+    let fleet = crate::fleet::Fleet::for_project(&env.project, env.cancel.clone())
         .map_err(|e| super::Failure::flow(e.to_string()))?;
-    let fleet = crate::fleet::Fleet::new(client, env.project.clone(), env.cancel.clone());
     let wanted = required_droplets(&checked.spec);
     let wanted: std::collections::HashSet<&str> = wanted.keys().map(String::as_str).collect();
     let refresh = fleet

@@ -23,6 +23,16 @@ pub struct Ready {
     pub outcome: Outcome,
 }
 
+impl Ready {
+    /// `created` or `adopted`.
+    pub fn how(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Created => "created",
+            Outcome::Adopted => "adopted",
+        }
+    }
+}
+
 impl Fleet {
     fn request(&self, key: &SshKey, name: &str, wanted: &RequiredDroplet) -> DropletCreate {
         let mut spec = DropletSpec::new(wanted.size.clone(), ImageRef::Slug(DEFAULT_IMAGE.into()));
@@ -247,10 +257,7 @@ impl Fleet {
                 task.abort();
                 return Err(FleetError::Record(e));
             }
-            let how = match ready.outcome {
-                Outcome::Created => "created",
-                Outcome::Adopted => "adopted",
-            };
+            let how = ready.how();
             let secs = started.elapsed().as_secs_f64();
             reporter.done(
                 &change(&ready.name, d, Some(&ready)),

@@ -91,6 +91,16 @@ pub struct Timings {
 }
 
 impl Fleet {
+    /// The fleet of `project` in its cloud: DigitalOcean with `DO_TOKEN`, else the project's
+    /// sandbox. The one way the rest of infra reaches the cloud client.
+    pub fn for_project(project: &Project, cancel: Arc<AtomicBool>) -> Result<Fleet, CloudError> {
+        Ok(Fleet::new(
+            Client::for_project(project)?,
+            project.clone(),
+            cancel,
+        ))
+    }
+
     pub fn new(client: Client, project: Project, cancel: Arc<AtomicBool>) -> Self {
         Fleet {
             client,

@@ -20,7 +20,6 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope, AST};
 
-use crate::cloud::Client;
 use crate::config::{self, Loaded};
 use crate::fleet::Fleet;
 use crate::project::{Project, Source};
@@ -70,13 +69,8 @@ impl Context {
     /// so playbooks that never touch the cloud need no token.
     pub fn fleet(&self) -> Result<Arc<Fleet>, Box<EvalAltResult>> {
         self.services.fleet.get_or_try_init(|| {
-            let client = Client::for_project(&self.project)
-                .map_err(|e| error::located(e.to_string(), true))?;
-            Ok(Fleet::new(
-                client,
-                self.project.clone(),
-                self.cancel.clone(),
-            ))
+            Fleet::for_project(&self.project, self.cancel.clone())
+                .map_err(|e| error::located(e.to_string(), true))
         })
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use serde_json::{json, Value};
 
-use crate::fleet::{Finding, FleetError};
+use crate::fleet::{Finding, Fleet, FleetError};
 use crate::host::error::{bad_input, failure, located};
 use crate::host::{store_error, Context};
 use crate::plan::{Action, Kind, Plan};
@@ -136,15 +136,14 @@ fn refresh(ctx: &Context) -> Result<Map, Box<EvalAltResult>> {
     let loaded = ctx.loaded()?;
     let wanted = required_droplets(&loaded.spec);
     let wanted: HashSet<&str> = wanted.keys().map(String::as_str).collect();
-    if ctx.fleet_if_used().is_none() {
-        if let Err(e) = crate::cloud::Client::for_project(&ctx.project) {
-            return Err(located(
+    let fleet = ctx.services.fleet.get_or_try_init(|| {
+        Fleet::for_project(&ctx.project, ctx.cancel.clone()).map_err(|e| {
+            located(
                 format!("{e}; with `--offline` infra plans against the recorded state only, without the cloud"),
                 true,
-            ));
-        }
-    }
-    let fleet = ctx.fleet()?;
+            )
+        })
+    })?;
     let refresh = run(ctx, fleet.refresh(&loaded.runtime.droplets, &wanted))?;
     if !ctx.dry_run() {
         let drift: Vec<&Finding> = refresh
@@ -271,11 +270,7 @@ fn create(ctx: &Context, names: Vec<String>) -> Result<Map, Box<EvalAltResult>> 
         let mut m = Map::new();
         m.insert("ip".into(), r.ip.clone().into());
         m.insert("id".into(), (r.id as i64).into());
-        let how = match r.outcome {
-            crate::cloud::Outcome::Created => "created",
-            crate::cloud::Outcome::Adopted => "adopted",
-        };
-        m.insert("outcome".into(), how.into());
+        m.insert("outcome".into(), r.how().into());
         out.insert(r.name.as_str().into(), m.into());
     }
     Ok(out)

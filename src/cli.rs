@@ -147,6 +147,18 @@ pub enum Command {
         #[command(subcommand)]
         action: SandboxAction,
     },
+    /// Run a command on droplets at once: `all`, a role (master, web), a project or one
+    /// droplet. Each line of output is prefixed by its droplet's name.
+    Exec {
+        /// `all`, a role, a project or a droplet.
+        target: String,
+        /// How many droplets to talk to at once.
+        #[arg(long, default_value_t = crate::remote::DEFAULT_PARALLEL, value_name = "N")]
+        parallel: usize,
+        /// The command, after `--` (run by the droplet's shell as root).
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Run any playbook. Arguments reach it as ARGS; `-- --key value` pairs as OPTS.
     Run {
         /// A playbook file, or the name of a bundled one (orchestrate, scale, ...).

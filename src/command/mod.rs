@@ -2,6 +2,7 @@
 //! onto an exit code (0 ok, 1 the flow failed, 2 bad input, 130 interrupted).
 
 mod discover;
+mod exec;
 mod init;
 mod playbook;
 mod render;
@@ -222,6 +223,11 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             },
         ),
         Command::Sandbox { action } => sandbox::run(&env, action).await,
+        Command::Exec {
+            target,
+            parallel,
+            command,
+        } => exec::run(&env, &target, parallel, &command.join(" ")).await,
         Command::Run {
             file,
             args,

@@ -74,6 +74,15 @@ impl Context {
         })
     }
 
+    /// SSH to the droplets: one pooled connection per host, host keys pinned.
+    pub fn ssh_pool(&self) -> Result<Arc<crate::remote::Pool>, Box<EvalAltResult>> {
+        self.services.ssh.get_or_try_init(|| {
+            crate::remote::Connector::for_project(&self.project)
+                .map(crate::remote::Pool::new)
+                .map_err(|e| error::located(e.to_string(), false))
+        })
+    }
+
     /// The fleet if this run made one (without making one).
     pub fn fleet_if_used(&self) -> Option<Arc<Fleet>> {
         self.services.fleet.get()

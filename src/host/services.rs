@@ -48,6 +48,8 @@ pub struct Services {
     /// Opened on first use, dropped (and its lock let go) at the end of every run.
     pub(super) store: Mutex<Option<StateStore>>,
     pub fleet: Lazy<crate::fleet::Fleet>,
+    /// SSH connections to the droplets, one per host, kept for the whole run.
+    pub ssh: Lazy<crate::remote::Pool>,
     pub reporter: Reporter,
     /// What the last `refresh()` of this run found, for the `plan()` after it.
     refresh: Mutex<Option<Refresh>>,
@@ -59,6 +61,7 @@ impl Services {
         Services {
             store: Mutex::new(None),
             fleet: Lazy::default(),
+            ssh: Lazy::default(),
             reporter: Reporter::new(
                 AuditLog {
                     display: project.display(&audit),
@@ -85,5 +88,6 @@ impl Services {
     pub(super) fn reset_run(&self) {
         self.refresh.lock().expect("refresh").take();
         self.fleet.reset();
+        self.ssh.reset();
     }
 }

@@ -11,6 +11,7 @@
 
 mod connector;
 mod error;
+mod fan_out;
 mod host;
 mod known_hosts;
 mod pool;
@@ -19,6 +20,7 @@ mod wait;
 
 pub use connector::{Connector, Options};
 pub use error::{HostKeyChange, RemoteError};
+pub use fan_out::{run_everywhere, HostResult, DEFAULT_PARALLEL};
 pub use host::Host;
 pub use known_hosts::{HostKeyCheck, KnownHosts};
 pub use pool::Pool;

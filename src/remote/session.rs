@@ -58,7 +58,7 @@ impl ExecOutput {
     }
 
     /// `exit status 3`, or `signal KILL`.
-    fn describe(&self) -> String {
+    pub fn describe_status(&self) -> String {
         match &self.signal {
             Some(signal) => format!("signal {signal}"),
             None => format!("exit status {}", self.status),
@@ -129,7 +129,7 @@ impl Session {
                 tracing::debug!(
                     "{}: `{command}` ended with {} after {} ms",
                     self.host,
-                    output.describe(),
+                    output.describe_status(),
                     started.elapsed().as_millis()
                 );
                 Ok(output)
@@ -263,7 +263,7 @@ impl Session {
         Err(RemoteError::CommandFailed {
             host: self.host.clone(),
             command: command.to_owned(),
-            status: output.describe(),
+            status: output.describe_status(),
             stderr: tail,
         })
     }

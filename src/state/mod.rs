@@ -36,6 +36,8 @@ pub enum StateError {
     UnknownDroplet(String),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("no droplet matches `{target}`; name `all`, a role ({}), a project or a droplet ({})", spec::ROLES.join(", "), if .known.is_empty() { "the state has none yet: run `infra orchestrate`".to_string() } else { .known.join(", ") })]
+    NoSuchTarget { target: String, known: Vec<String> },
 }
 
 fn known_projects(known: &[String]) -> String {
@@ -468,6 +470,28 @@ impl State {
             }
         }
         removed
+    }
+
+    /// The droplets `target` names: `all`, a role (`master`, `web`), a project, or one droplet.
+    pub fn select_droplets(&self, target: &str) -> Result<NameMap<DropletRecord>, StateError> {
+        let mut droplets = self.droplets();
+        if droplets.contains_key(target) {
+            droplets.retain(|name, _| name == target);
+            return Ok(droplets);
+        }
+        let known: Vec<String> = droplets.keys().cloned().collect();
+        match target {
+            "all" => {}
+            role if spec::ROLES.contains(&role) => droplets.retain(|_, d| d.role == role),
+            project => droplets.retain(|_, d| d.project.as_deref() == Some(project)),
+        }
+        if droplets.is_empty() {
+            return Err(StateError::NoSuchTarget {
+                target: target.to_string(),
+                known,
+            });
+        }
+        Ok(droplets)
     }
 
     pub fn droplet(&self, name: &str) -> Option<DropletRecord> {

@@ -5,6 +5,7 @@
 mod cloud;
 mod core;
 mod plan;
+mod remote;
 mod state;
 mod template;
 
@@ -21,6 +22,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     core::register(engine, ctx);
     state::register(engine, ctx);
     plan::register(engine, ctx);
+    remote::register(engine, ctx);
     template::register(engine, ctx);
 }
 

@@ -1,7 +1,8 @@
 //! The sandbox cloud: a local server that speaks the part of DigitalOcean's API v2 infra uses
 //! (the contract in `tests/fixtures/digitalocean/openapi-subset.yaml`), whose droplets are real
-//! hosts. `infra sandbox up` starts it in the background; the same [`crate::cloud::Client`]
-//! that talks to DigitalOcean talks to it, pointed there by `DO_API_URL` and `DO_TOKEN`.
+//! hosts. `infra sandbox up` starts it in the background, over HTTPS with a CA of the project's
+//! own ([`tls`]); the same [`crate::cloud::Client`] that talks to DigitalOcean talks to it,
+//! pointed there by `DO_API_URL` and `DO_TOKEN`.
 //!
 //! - A droplet is a Docker container of the droplet image (Debian 12 with sshd, its own Docker
 //!   Engine, nginx, git and curl; built locally on first use, see [`image`]), with its own
@@ -38,6 +39,7 @@ pub mod snapshots;
 pub mod spares;
 pub mod store;
 pub mod tags;
+pub mod tls;
 
 pub use daemon::{client_env, Paths, ServerInfo};
 pub use faults::Faults;

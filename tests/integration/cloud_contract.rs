@@ -81,11 +81,13 @@ fn example_cases() -> Vec<ExampleCase> {
         case("error_too_many_requests.json", "GET", "/v2/droplets", Some(429), roundtrip::<ErrorBody>),
         case("firewall_create_request.json", "POST", "/v2/firewalls", None, roundtrip::<FirewallRequest>),
         case("firewall_get_response.json", "GET", "/v2/firewalls/{firewall_id}", Some(200), roundtrip::<FirewallResponse>),
+        case("images_list_response.json", "GET", "/v2/images", Some(200), roundtrip::<ImagesPage>),
         case("regions_list_paginated_response.json", "GET", "/v2/regions", Some(200), roundtrip::<RegionsPage>),
         case("reserved_ip_assign_action_response.json", "POST", "/v2/reserved_ips/{reserved_ip}/actions", Some(201), roundtrip::<ActionResponse>),
         case("snapshot_get_response.json", "GET", "/v2/snapshots/{snapshot_id}", Some(200), roundtrip::<SnapshotResponse>),
         case("ssh_key_get_response.json", "GET", "/v2/account/keys/{ssh_key_identifier}", Some(200), roundtrip::<SshKeyResponse>),
         case("ssh_keys_list_response.json", "GET", "/v2/account/keys", Some(200), roundtrip::<SshKeysPage>),
+        case("tags_list_response.json", "GET", "/v2/tags", Some(200), roundtrip::<TagsPage>),
     ]
 }
 

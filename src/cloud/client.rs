@@ -671,6 +671,18 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_ca_must_be_a_certificate() {
+        let token = || Token::new("t").unwrap();
+        let url = "https://127.0.0.1:9";
+        for garbage in [&b"not a certificate"[..], b""] {
+            let error = Client::trusting(url, token(), RetryPolicy::default(), garbage)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("CA certificate"), "{error}");
+        }
+    }
+
+    #[test]
     fn debug_shows_no_token() {
         let text = format!("{:?}", client("http://127.0.0.1:9"));
         assert!(!text.contains("t0ken"), "{text}");

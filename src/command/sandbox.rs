@@ -130,6 +130,7 @@ async fn up(env: &Env, fail_rate: f64, latency_ms: u64, spares: usize) -> Outcom
     eprintln!("sandbox: infra commands in this project use it by themselves (its URL and token are in {env_file})");
     eprintln!("sandbox: it serves HTTPS with a certificate signed by this project's own CA, {ca}; other tools must trust that CA:");
     eprintln!("sandbox:   requests-based clients (python-digitalocean, pydo): export REQUESTS_CA_BUNDLE={ca}");
+    eprintln!("sandbox:   (python-digitalocean also needs DIGITALOCEAN_END_POINT=$DO_API_URL/v2/ and DIGITALOCEAN_ACCESS_TOKEN=$DO_TOKEN)");
     eprintln!("sandbox:   other OpenSSL-based clients: export SSL_CERT_FILE={ca}");
     eprintln!("sandbox:   curl: curl --cacert {ca} -H \"Authorization: Bearer $DO_TOKEN\" $DO_API_URL/v2/account");
     eprintln!("sandbox: the variables for other tools:");

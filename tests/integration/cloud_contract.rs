@@ -696,9 +696,11 @@ fn canned_reply(request: &responder::Recorded) -> Reply {
         "snapshots_list" => (200, page("snapshots", snapshot)),
         "snapshots_get" => (200, example_json("snapshot_get_response.json")),
         "images_get" => (200, json!({"image": droplet["image"]})),
+        "images_list" => (200, example_json("images_list_response.json")),
         "firewalls_list" => (200, page("firewalls", firewall)),
         "firewalls_create" => (202, example_json("firewall_get_response.json")),
         "firewalls_get" | "firewalls_update" => (200, example_json("firewall_get_response.json")),
+        "tags_list" => (200, example_json("tags_list_response.json")),
         "tags_create" => (
             201,
             json!({"tag": {"name": "env:prod", "resources": {"count": 0, "droplets": {"count": 0}}}}),
@@ -849,6 +851,8 @@ async fn every_request_the_client_makes_is_an_operation_of_the_contract() {
     client.delete_reserved_ip("45.55.96.47").await.unwrap();
     client.list_sizes().await.unwrap();
     client.list_regions().await.unwrap();
+    client.list_tags().await.unwrap();
+    client.list_distribution_images().await.unwrap();
 
     let spec = Spec::contract();
     let mut used = BTreeSet::new();

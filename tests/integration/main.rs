@@ -5,6 +5,7 @@ mod openapi;
 mod orchestrate;
 mod playbooks;
 mod ports;
+mod python_clients;
 mod remote;
 mod sandbox;
 mod seed_examples;

@@ -1070,6 +1070,22 @@ pub async fn resume(sandbox: Arc<Sandbox>) {
         tokio::spawn(async move {
             let id = droplet.id;
             let container = sandbox.docker.state(&droplet.container).await;
+            // An interrupted create from a spare, or resize, may have left the container with
+            // other CPUs and memory than its recorded size.
+            if pending.is_some()
+                && matches!(
+                    container,
+                    Ok(ContainerState::Running | ContainerState::Stopped)
+                )
+            {
+                if let Err(e) = sandbox
+                    .docker
+                    .limit(&droplet.container, &limits(&droplet))
+                    .await
+                {
+                    tracing::warn!("droplet {id}: cannot set its size's limits: {e}");
+                }
+            }
             match (container, pending) {
                 (Ok(ContainerState::Missing), Some((action, kind))) if kind == "create" => {
                     let image = {

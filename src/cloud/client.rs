@@ -77,6 +77,13 @@ struct Failure {
     cause: String,
 }
 
+impl Failure {
+    /// A server whose certificate is not trusted will not become trusted by asking again.
+    fn untrusted(&self) -> bool {
+        self.cause.contains("certificate")
+    }
+}
+
 /// A successful answer.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
@@ -365,6 +372,15 @@ impl Client {
                     let cause = self.inner.token.redact(&failure.cause);
                     if failure.delivered && call.replay == Replay::Unsafe {
                         return Err(CloudError::Ambiguous { endpoint, cause });
+                    }
+                    if failure.untrusted() {
+                        return Err(CloudError::Transport {
+                            endpoint,
+                            attempts: attempt,
+                            cause: format!(
+                                "{cause} (its TLS certificate is not trusted; for a local sandbox, use the URL `infra sandbox up` printed, from the project's directory, or trust its `config/.infra/sandbox/ca.pem`)"
+                            ),
+                        });
                     }
                     if attempt >= max_attempts {
                         return Err(CloudError::Transport {

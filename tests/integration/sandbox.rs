@@ -1475,6 +1475,33 @@ async fn infra_finds_the_project_sandbox_without_exported_variables() {
     let client = Client::for_project(&project).unwrap();
     assert_eq!(client.base_url().trim_end_matches('/'), sandbox.url);
     client.account().await.unwrap();
+
+    // Exported as `up` prints them, the variables get the sandbox's CA too; the same server
+    // under another URL is another endpoint, which the CA is not trusted for: refused at once,
+    // with what to do.
+    let cleanup = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_infra"))
+            .arg("cleanup")
+            .current_dir(sandbox.test.path())
+            .env("DO_TOKEN", &sandbox.token)
+            .env("DO_API_URL", url)
+            .output()
+            .unwrap()
+    };
+    let exported = cleanup(&sandbox.url);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let elsewhere = cleanup(&sandbox.url.replace("127.0.0.1", "localhost"));
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert_eq!(elsewhere.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("after 1 attempt(s)") && stderr.contains("certificate is not trusted"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&sandbox.token));
 }
 
 /// A resize needs the droplet off (DigitalOcean's 422 otherwise), then gives it the new size's

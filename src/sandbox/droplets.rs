@@ -1,6 +1,6 @@
 //! Droplets (`/v2/droplets...`) and their actions (`/v2/actions`, `/v2/droplets/{id}/actions`),
-//! with the background work that makes them real: each create, power change, snapshot or
-//! rebuild is an action that runs Docker and completes (or errors) when the droplet is there.
+//! with the background work that makes them real: each create, power change, snapshot, resize
+//! or rebuild is an action that runs Docker and completes (or errors) when the droplet is there.
 //!
 //! A create from a base image turns a ready spare into the droplet (`spares.rs`); from a
 //! snapshot, or with no spare ready, it boots a container on demand.

@@ -8,6 +8,8 @@
 //!   Engine, nginx, git and curl; built locally on first use, see [`image`]), with its own
 //!   address on the sandbox's bridge network, its name as hostname, and root login with the
 //!   account keys it was created with only ([`backend`]).
+//! - A droplet's container gets its size's CPUs and memory (capped at the machine's), and a
+//!   `resize` of a droplet that is off changes them ([`backend::Limits`]).
 //! - Actions have real effects: power off/on stop and start the container; a snapshot commits
 //!   its disk to an image, and a droplet created from the snapshot's id starts from that image;
 //!   delete removes the container; firewalls are enforced inside the droplets with iptables

@@ -90,7 +90,10 @@ struct Round {
 }
 
 async fn run(project: &Path, url: &str, token: &str) {
-    let client = Client::new(url, Token::new(token).unwrap(), RetryPolicy::default()).unwrap();
+    // The sandbox serves HTTPS with the project's own CA.
+    let ca = std::fs::read(project.join("config/.infra/sandbox/ca.pem")).unwrap();
+    let client =
+        Client::trusting(url, Token::new(token).unwrap(), RetryPolicy::default(), &ca).unwrap();
     let public_key =
         std::fs::read_to_string(project.join("config/.infra/infrastructure_key.pub")).unwrap();
     let key = client
@@ -126,7 +129,7 @@ async fn run(project: &Path, url: &str, token: &str) {
         let mut rounds = Vec::new();
         for round in 0..ROUNDS {
             let tag = format!("bench-{count}-{round}");
-            wait_pool(url, token, spares).await;
+            wait_pool(&ca, url, token, spares).await;
             rounds.push(create_and_wait(&client, key.id, count, &tag, FAST_POLL).await);
             if count == 5 && round == ROUNDS - 1 {
                 memory = Some(measure_memory(project, server_pid, &sandbox_id));
@@ -134,7 +137,7 @@ async fn run(project: &Path, url: &str, token: &str) {
             client.delete_droplets_by_tag(&tag).await.unwrap();
         }
         let tag = format!("bench-{count}-requests");
-        wait_pool(url, token, spares).await;
+        wait_pool(&ca, url, token, spares).await;
         let requests_before = log_lines(&log);
         create_and_wait(&client, key.id, count, &tag, PLAYBOOK_POLL).await;
         let requests = log_lines(&log) - requests_before;
@@ -171,8 +174,11 @@ async fn run(project: &Path, url: &str, token: &str) {
 }
 
 /// Waits until the sandbox's pool holds `spares` ready spares.
-async fn wait_pool(url: &str, token: &str, spares: u64) {
-    let http = reqwest::Client::new();
+async fn wait_pool(ca: &[u8], url: &str, token: &str, spares: u64) {
+    let http = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca).unwrap())
+        .build()
+        .unwrap();
     let started = Instant::now();
     loop {
         let answer: Option<serde_json::Value> = match http

@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::cloud::endpoint::SandboxEndpoint;
 use crate::cloud::error::{ApiError, CloudError};
 use crate::cloud::rate_limiter::{RateLimit, RateLimiter};
 use crate::cloud::retry_policy::{rate_limit_wait, RetryPolicy};
@@ -76,6 +77,13 @@ struct Failure {
     cause: String,
 }
 
+impl Failure {
+    /// A server whose certificate is not trusted will not become trusted by asking again.
+    fn untrusted(&self) -> bool {
+        self.cause.contains("certificate")
+    }
+}
+
 /// A successful answer.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
@@ -91,44 +99,89 @@ impl Client {
 
     /// The client infra commands use in `project`: `DO_TOKEN` (and `DO_API_URL`) from the
     /// environment when set, else the project's sandbox cloud if `infra sandbox up` started
-    /// one (it writes both to `config/.infra/sandbox/env`).
+    /// one (it writes both to `config/.infra/sandbox/env`). Either way, the sandbox's own CA
+    /// is trusted when, and only when, the URL is that sandbox's.
     pub fn for_project(project: &crate::project::Project) -> Result<Client, CloudError> {
+        let sandbox = SandboxEndpoint::find(project);
         if std::env::var_os("DO_TOKEN").is_some() {
-            return Client::from_env();
+            return match &sandbox {
+                Some(sandbox) => Client::from_lookup_with(
+                    |name| std::env::var(name).ok(),
+                    |url, token, retry| sandbox.client_for(url, token, retry),
+                ),
+                None => Client::from_env(),
+            };
         }
-        match crate::sandbox::client_env(project) {
-            Some((url, token)) => Client::from_lookup(|name| match name {
-                "DO_API_URL" => Some(url.clone()),
-                "DO_TOKEN" => Some(token.clone()),
-                _ => None,
-            }),
+        match sandbox {
+            Some(sandbox) => sandbox.client(RetryPolicy::default()),
             None => Client::from_env(),
         }
     }
 
     /// [`Client::from_env`] with the variables read through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Client, CloudError> {
+        Client::from_lookup_with(lookup, Client::new)
+    }
+
+    /// [`Client::from_lookup`], the client made by `make`.
+    fn from_lookup_with(
+        lookup: impl Fn(&str) -> Option<String>,
+        make: impl FnOnce(&str, Token, RetryPolicy) -> Result<Client, CloudError>,
+    ) -> Result<Client, CloudError> {
         let token = Token::new(lookup("DO_TOKEN").unwrap_or_default())?;
         let base = lookup("DO_API_URL")
             .map(|url| url.trim().to_owned())
             .filter(|url| !url.is_empty())
             .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
-        Client::new(&base, token, RetryPolicy::default())
+        make(&base, token, RetryPolicy::default())
     }
 
-    /// A client for `base_url` (e.g. `https://api.digitalocean.com` or a local sandbox).
+    /// A client for `base_url` (e.g. `https://api.digitalocean.com`), trusting the platform's
+    /// certificate authorities.
     pub fn new(base_url: &str, token: Token, retry: RetryPolicy) -> Result<Client, CloudError> {
+        Client::build(base_url, token, retry, None)
+    }
+
+    /// A client for a server whose certificate is signed by `ca_pem` (a local sandbox's own
+    /// CA): that CA is the only one it trusts, so it can reach nothing else over HTTPS, and no
+    /// other client trusts that CA.
+    pub fn trusting(
+        base_url: &str,
+        token: Token,
+        retry: RetryPolicy,
+        ca_pem: &[u8],
+    ) -> Result<Client, CloudError> {
+        let roots =
+            reqwest::Certificate::from_pem_bundle(ca_pem).map_err(|e| CloudError::HttpSetup {
+                cause: format!("the CA certificate is not PEM: {}", error_chain(&e)),
+            })?;
+        if roots.is_empty() {
+            return Err(CloudError::HttpSetup {
+                cause: "the CA certificate file holds no certificate".into(),
+            });
+        }
+        Client::build(base_url, token, retry, Some(roots))
+    }
+
+    fn build(
+        base_url: &str,
+        token: Token,
+        retry: RetryPolicy,
+        roots: Option<Vec<reqwest::Certificate>>,
+    ) -> Result<Client, CloudError> {
         let base = parse_base_url(base_url)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("infra/", env!("CARGO_PKG_VERSION")))
             // The API never redirects; following one could carry the token somewhere else.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| CloudError::HttpSetup {
-                cause: error_chain(&e),
-            })?;
+            .timeout(Duration::from_secs(60));
+        if let Some(roots) = roots {
+            builder = builder.tls_certs_only(roots);
+        }
+        let http = builder.build().map_err(|e| CloudError::HttpSetup {
+            cause: error_chain(&e),
+        })?;
         let authorization = token.authorization();
         Ok(Client {
             inner: Arc::new(Inner {
@@ -319,6 +372,15 @@ impl Client {
                     let cause = self.inner.token.redact(&failure.cause);
                     if failure.delivered && call.replay == Replay::Unsafe {
                         return Err(CloudError::Ambiguous { endpoint, cause });
+                    }
+                    if failure.untrusted() {
+                        return Err(CloudError::Transport {
+                            endpoint,
+                            attempts: attempt,
+                            cause: format!(
+                                "{cause} (its TLS certificate is not trusted; for a local sandbox, use the URL `infra sandbox up` printed, from the project's directory, or trust its `config/.infra/sandbox/ca.pem`)"
+                            ),
+                        });
                     }
                     if attempt >= max_attempts {
                         return Err(CloudError::Transport {
@@ -622,6 +684,18 @@ mod tests {
             elsewhere.to_string().contains("https://evil.example"),
             "{elsewhere}"
         );
+    }
+
+    #[test]
+    fn a_trusted_ca_must_be_a_certificate() {
+        let token = || Token::new("t").unwrap();
+        let url = "https://127.0.0.1:9";
+        for garbage in [&b"not a certificate"[..], b""] {
+            let error = Client::trusting(url, token(), RetryPolicy::default(), garbage)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("CA certificate"), "{error}");
+        }
     }
 
     #[test]

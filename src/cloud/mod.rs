@@ -16,6 +16,7 @@
 //!   path, never the host's credentials or the token.
 
 mod client;
+pub mod endpoint;
 mod ensure;
 mod error;
 mod operations;
@@ -25,6 +26,7 @@ mod token;
 pub mod types;
 
 pub use client::{Client, DEFAULT_API_URL};
+pub use endpoint::SandboxEndpoint;
 pub use ensure::{create_once, Outcome, CREATE_ATTEMPTS};
 pub use error::{ApiError, CloudError};
 pub use rate_limiter::RateLimit;

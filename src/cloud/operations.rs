@@ -142,6 +142,17 @@ impl Client {
         Ok(response.action)
     }
 
+    /// Starts resizing a droplet to `size` (CPU and memory only: the disk keeps its size, so
+    /// the resize can be undone). DigitalOcean requires the droplet to be off; the action is
+    /// returned in progress, see [`Client::wait_for_action`].
+    pub async fn resize_droplet(&self, droplet_id: u64, size: &str) -> Result<Action, CloudError> {
+        let action = DropletAction::Resize {
+            size: size.to_owned(),
+            disk: false,
+        };
+        self.droplet_action(droplet_id, &action).await
+    }
+
     /// Every action ever run on a droplet, newest first.
     pub async fn list_droplet_actions(&self, droplet_id: u64) -> Result<Vec<Action>, CloudError> {
         let id = droplet_id.to_string();
@@ -244,6 +255,12 @@ impl Client {
         let id = image.to_string();
         let response: ImageResponse = self.get(self.url(&["v2", "images", &id], &[])).await?;
         Ok(response.image)
+    }
+
+    /// The distribution images (DigitalOcean's base images), to check a spec's image slug.
+    pub async fn list_distribution_images(&self) -> Result<Vec<Image>, CloudError> {
+        self.list_all::<ImagesPage>(&["v2", "images"], &[("type", "distribution")])
+            .await
     }
 }
 
@@ -363,6 +380,11 @@ impl Client {
 // Tags -------------------------------------------------------------------------------------------
 
 impl Client {
+    /// Every tag of the account, with how many resources carry it.
+    pub async fn list_tags(&self) -> Result<Vec<Tag>, CloudError> {
+        self.list_all::<TagsPage>(&["v2", "tags"], &[]).await
+    }
+
     /// Creates a tag; creating one that exists is harmless, so this is retried like a read.
     pub async fn create_tag(&self, name: &str) -> Result<Tag, CloudError> {
         let body = TagCreate {

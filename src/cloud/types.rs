@@ -247,6 +247,14 @@ page!(
     /// `GET /v2/regions`.
     RegionsPage, regions, Region
 );
+page!(
+    /// `GET /v2/tags`.
+    TagsPage, tags, Tag
+);
+page!(
+    /// `GET /v2/images`.
+    ImagesPage, images, Image
+);
 
 // ---------------------------------------------------------------------------------------------
 // Errors

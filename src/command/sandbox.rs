@@ -8,6 +8,9 @@ use crate::sandbox::Faults;
 use crate::table::Table;
 
 pub async fn run(env: &Env, action: SandboxAction) -> Outcome {
+    if env.options.dry_run {
+        refuse_dry_run(&action)?;
+    }
     match action {
         SandboxAction::Up {
             fail_rate,
@@ -36,6 +39,29 @@ pub async fn run(env: &Env, action: SandboxAction) -> Outcome {
     }
 }
 
+/// `up`, `down` and `image` change this machine, not a cloud, and have nothing to plan: rather
+/// than pretend, they refuse `--dry-run` (and say what shows the same without changing it).
+fn refuse_dry_run(action: &SandboxAction) -> Outcome {
+    let (name, instead) = match action {
+        SandboxAction::Up { .. } => (
+            "up",
+            "`infra sandbox status` shows whether one runs; run `infra sandbox up` without `--dry-run` to start it",
+        ),
+        SandboxAction::Down => (
+            "down",
+            "`infra sandbox status` lists the droplets `down` would remove; run `infra sandbox down` without `--dry-run` to remove them",
+        ),
+        SandboxAction::Image => (
+            "image",
+            "run `infra sandbox image` without `--dry-run` to build the droplet image",
+        ),
+        SandboxAction::Status | SandboxAction::Serve { .. } => return Ok(()),
+    };
+    Err(Failure::input(format!(
+        "`infra sandbox {name}` has no dry run: it changes this machine, not a cloud; {instead}"
+    )))
+}
+
 fn progress(line: &str) {
     eprintln!("sandbox: {line}");
 }
@@ -59,7 +85,11 @@ async fn up(env: &Env, fail_rate: f64, latency_ms: u64, spares: usize) -> Outcom
     let (info, already) = daemon::up(&env.project, faults, spares, &mut progress)
         .await
         .map_err(failure)?;
-    let env_file = env.project.display(&daemon::Paths::of(&env.project).env());
+    let paths = daemon::Paths::of(&env.project);
+    let env_file = env.project.display(&paths.env());
+    // Absolute: the variables that name it are used from any directory.
+    let ca = paths.ca();
+    let ca = std::path::absolute(&ca).unwrap_or(ca).display().to_string();
     if env.options.json {
         let value = serde_json::json!({
             "url": info.url,
@@ -67,6 +97,7 @@ async fn up(env: &Env, fail_rate: f64, latency_ms: u64, spares: usize) -> Outcom
             "already_running": already,
             "spares": info.spares,
             "env_file": env_file,
+            "ca_file": ca,
             "DO_API_URL": info.url,
             "DO_TOKEN": info.token,
         });
@@ -96,7 +127,13 @@ async fn up(env: &Env, fail_rate: f64, latency_ms: u64, spares: usize) -> Outcom
     } else {
         eprintln!("sandbox: running at {} (pid {})", info.url, info.pid);
     }
-    eprintln!("sandbox: infra commands in this project use it by themselves (its URL and token are in {env_file}); for other tools:");
+    eprintln!("sandbox: infra commands in this project use it by themselves (its URL and token are in {env_file})");
+    eprintln!("sandbox: it serves HTTPS with a certificate signed by this project's own CA, {ca}; other tools must trust that CA:");
+    eprintln!("sandbox:   requests-based clients (python-digitalocean, pydo): export REQUESTS_CA_BUNDLE={ca}");
+    eprintln!("sandbox:   (python-digitalocean also needs DIGITALOCEAN_END_POINT=$DO_API_URL/v2/ and DIGITALOCEAN_ACCESS_TOKEN=$DO_TOKEN)");
+    eprintln!("sandbox:   other OpenSSL-based clients: export SSL_CERT_FILE={ca}");
+    eprintln!("sandbox:   curl: curl --cacert {ca} -H \"Authorization: Bearer $DO_TOKEN\" $DO_API_URL/v2/account");
+    eprintln!("sandbox: the variables for other tools:");
     println!("{}", info.exports());
     Ok(())
 }
@@ -153,7 +190,12 @@ async fn status(env: &Env) -> Outcome {
         return Ok(());
     }
     match (&status.url, status.pid) {
-        (Some(url), Some(pid)) => println!("sandbox: running at {url} (pid {pid})"),
+        (Some(url), Some(pid)) => {
+            println!("sandbox: running at {url} (pid {pid})");
+            if let Some(ca) = &status.ca_file {
+                println!("ca: {}", env.project.display(ca));
+            }
+        }
         _ => println!("sandbox: not running (`infra sandbox up` starts it)"),
     }
     if let Some(spares) = status.spares {

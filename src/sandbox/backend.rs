@@ -77,6 +77,52 @@ pub struct DropletRun<'a> {
     /// A spare's own directory of the sandbox's, bind-mounted at [`SPARE_MOUNT`]: how the
     /// sandbox hands it over without a `docker exec` (`spares.rs`).
     pub spare_dir: Option<&'a std::path::Path>,
+    /// A droplet's size; a spare runs unlimited until it becomes a droplet ([`Docker::limit`]).
+    pub limits: Option<&'a Limits>,
+}
+
+/// The share of this machine a droplet of some size gets: as many of the machine's CPUs as the
+/// size has vcpus (all of them when it has more), so that `nproc` inside shows the size; and
+/// the size's memory, with no swap beyond it. Which CPUs depends on the droplet, so that
+/// droplets of one vcpu spread over the machine instead of all sharing the first CPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// `--cpuset-cpus`: `0`, `0,1`, ...
+    pub cpus: String,
+    pub memory_mib: u64,
+}
+
+impl Limits {
+    pub fn new(vcpus: u64, memory_mib: u64, droplet_id: u64) -> Limits {
+        let machine = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        Limits::on(machine, vcpus, memory_mib, droplet_id)
+    }
+
+    fn on(machine: u64, vcpus: u64, memory_mib: u64, droplet_id: u64) -> Limits {
+        let count = vcpus.clamp(1, machine.max(1));
+        let first = droplet_id.wrapping_mul(count) % machine.max(1);
+        let mut chosen: Vec<u64> = (0..count).map(|i| (first + i) % machine.max(1)).collect();
+        chosen.sort_unstable();
+        let cpus = chosen
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        Limits { cpus, memory_mib }
+    }
+
+    /// The `docker run` / `docker update` flags that set them.
+    fn args(&self) -> Vec<String> {
+        let memory = format!("{}m", self.memory_mib);
+        vec![
+            "--cpuset-cpus".into(),
+            self.cpus.clone(),
+            "--memory".into(),
+            memory.clone(),
+            "--memory-swap".into(),
+            memory,
+        ]
+    }
 }
 
 /// Where a spare sees its directory of the sandbox's (`droplet_init.sh` watches it).
@@ -287,6 +333,8 @@ impl Docker {
         if let Some(mount) = &mount {
             args.extend(["--volume", mount]);
         }
+        let limits = droplet.limits.map(Limits::args).unwrap_or_default();
+        args.extend(limits.iter().map(String::as_str));
         args.push(droplet.image);
         self.run(&args).await.map(|_| ())
     }
@@ -319,6 +367,16 @@ impl Docker {
     /// `docker inspect --format FORMAT container`.
     pub async fn inspect(&self, container: &str, format: &str) -> Result<String, DockerError> {
         self.run(&["inspect", "--format", format, container]).await
+    }
+
+    /// Sets a droplet's CPUs and memory, running or not (a resize, or a spare that just became a
+    /// droplet).
+    pub async fn limit(&self, container: &str, limits: &Limits) -> Result<(), DockerError> {
+        let mut args = vec!["update".to_owned()];
+        args.extend(limits.args());
+        args.push(container.to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args).await.map(|_| ())
     }
 
     pub async fn start(&self, container: &str) -> Result<(), DockerError> {
@@ -502,4 +560,31 @@ pub async fn ssh_answers(ip: Ipv4Addr) -> bool {
         tokio::time::timeout(Duration::from_secs(2), attempt).await,
         Ok(Some(true))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_follow_the_size_within_the_machine() {
+        // One vcpu: one CPU, chosen by the droplet, so droplets spread.
+        assert_eq!(Limits::on(2, 1, 1024, 7).cpus, "1");
+        assert_eq!(Limits::on(2, 1, 1024, 8).cpus, "0");
+        // As many as the machine has, at most.
+        assert_eq!(Limits::on(2, 2, 4096, 7).cpus, "0,1");
+        assert_eq!(Limits::on(2, 8, 16384, 3).cpus, "0,1");
+        assert_eq!(Limits::on(4, 2, 4096, 1).cpus, "2,3");
+        assert_eq!(
+            Limits::on(2, 1, 1024, 7).args(),
+            [
+                "--cpuset-cpus",
+                "1",
+                "--memory",
+                "1024m",
+                "--memory-swap",
+                "1024m"
+            ]
+        );
+    }
 }

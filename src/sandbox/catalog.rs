@@ -3,8 +3,11 @@
 //!
 //! Every base image boots the same droplet image (Debian 12 with sshd, Docker Engine, nginx,
 //! git and curl; see `droplet_recipe.sh`): the sandbox has one root filesystem, and the slugs
-//! only choose which DigitalOcean image a droplet reports. Sizes are reported, not enforced:
-//! droplets share the machine's CPUs and memory.
+//! only choose which DigitalOcean image a droplet reports. A droplet's size limits its
+//! container: as many of the machine's CPUs as the size has vcpus (all of them when the size
+//! has more), and the size's memory (see `backend.rs`, [`Docker::limit`]).
+//!
+//! [`Docker::limit`]: crate::sandbox::backend::Docker::limit
 
 use crate::cloud::{Image, Region, Size};
 
@@ -101,6 +104,14 @@ fn size_of(
         description: "Basic".to_owned(),
         disk_info: Vec::new(),
     }
+}
+
+/// Every base image (DigitalOcean's distribution images).
+pub fn base_images() -> Vec<Image> {
+    IMAGES
+        .iter()
+        .filter_map(|(id, ..)| base_image(Some(*id), None))
+        .collect()
 }
 
 /// A base image by numeric id or slug.

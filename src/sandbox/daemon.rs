@@ -4,7 +4,10 @@
 //! Files, all under `config/.infra/sandbox/` (the directory is 0700, the files 0600):
 //! - `state.json`: the sandbox's records ([`Store`]);
 //! - `server.json`: the running server ([`ServerInfo`]: pid, URL, token, faults, spares);
-//! - `env`: `DO_API_URL=...` and `DO_TOKEN=...` lines, what a client needs to use the sandbox;
+//! - `env`: `DO_API_URL=...` and `DO_TOKEN=...` lines, what a client needs to use the sandbox
+//!   (read by [`crate::cloud::SandboxEndpoint`]);
+//! - `ca.pem` and `ca-key.pem`: the CA that signs the server's certificate ([`tls`]); kept by
+//!   `down`, so a client set up to trust it keeps trusting the next sandbox;
 //! - `server.log`: the server's log (requests by method, path and status; never the token).
 
 use std::io::{Read, Write};
@@ -17,6 +20,7 @@ use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file;
+use crate::cloud::endpoint::{self, SandboxEndpoint};
 use crate::cloud::{Client, Droplet, RetryPolicy, Token};
 use crate::project::Project;
 use crate::sandbox::backend::Docker;
@@ -24,7 +28,7 @@ use crate::sandbox::faults::Faults;
 use crate::sandbox::server::{self, Sandbox};
 use crate::sandbox::spares::{self, PoolStatus, Spares};
 use crate::sandbox::store::{State, Store};
-use crate::sandbox::{droplets, image};
+use crate::sandbox::{droplets, image, tls};
 
 /// How long `up` waits for a new server to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +46,8 @@ pub enum SandboxError {
     },
     #[error("the sandbox server did not start: {0}")]
     Start(String),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
@@ -58,7 +64,7 @@ pub struct Paths {
 impl Paths {
     pub fn of(project: &Project) -> Paths {
         Paths {
-            dir: project.infra_dir().join("sandbox"),
+            dir: endpoint::sandbox_dir(project),
         }
     }
 
@@ -72,7 +78,12 @@ impl Paths {
 
     /// `DO_API_URL=...` and `DO_TOKEN=...`, one a line.
     pub fn env(&self) -> PathBuf {
-        self.dir.join("env")
+        self.dir.join(endpoint::ENV_FILE)
+    }
+
+    /// The CA certificate clients trust the server by.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join(tls::CA_FILE)
     }
 
     pub fn log(&self) -> PathBuf {
@@ -108,25 +119,33 @@ impl ServerInfo {
         format!("export DO_API_URL={} DO_TOKEN={}", self.url, self.token)
     }
 
-    fn client(&self) -> Option<Client> {
-        Client::new(
-            &self.url,
-            Token::new(self.token.clone()).ok()?,
-            RetryPolicy::default(),
-        )
-        .ok()
+    fn endpoint(&self, paths: &Paths) -> Option<SandboxEndpoint> {
+        let ca = paths.ca();
+        Some(SandboxEndpoint {
+            url: self.url.clone(),
+            token: Token::new(self.token.clone()).ok()?,
+            ca: ca.is_file().then_some(ca),
+        })
+    }
+
+    fn client(&self, paths: &Paths) -> Option<Client> {
+        self.endpoint(paths)?.client(RetryPolicy::default()).ok()
     }
 }
 
-/// What `DO_API_URL` and `DO_TOKEN` to use for the project's running sandbox, read from its
-/// `env` file. `None` when no sandbox was started here.
-pub fn client_env(project: &Project) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(Paths::of(project).env()).ok()?;
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
-    };
-    Some((value("DO_API_URL")?, value("DO_TOKEN")?))
+/// The project's sandbox as its `env` file names it; `None` when no sandbox was started here.
+pub fn client_env(project: &Project) -> Option<SandboxEndpoint> {
+    SandboxEndpoint::find(project)
+}
+
+/// A plain HTTP client for the server's own routes, trusting the sandbox's CA only.
+fn http(paths: &Paths) -> Option<reqwest::Client> {
+    let ca = std::fs::read(paths.ca()).ok()?;
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).ok()?)
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -147,16 +166,13 @@ pub async fn running(paths: &Paths) -> Option<ServerInfo> {
     if !process_alive(info.pid) {
         return None;
     }
-    answers(&info).await.then_some(info)
+    answers(paths, &info).await.then_some(info)
 }
 
 /// Whether the server answers with anything but a refusal of its own token (a 429 or 500 an
 /// injected fault makes still means it is up).
-async fn answers(info: &ServerInfo) -> bool {
-    let Ok(http) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-    else {
+async fn answers(paths: &Paths, info: &ServerInfo) -> bool {
+    let Some(http) = http(paths) else {
         return false;
     };
     http.get(format!("{}/v2/account", info.url))
@@ -262,7 +278,7 @@ pub async fn up(
             )));
         }
         if let Some(info) = ServerInfo::load(&paths).filter(|i| i.pid == child.id()) {
-            if answers(&info).await {
+            if answers(&paths, &info).await {
                 return Ok((info, false));
             }
         }
@@ -338,6 +354,7 @@ pub async fn serve(
     )
     .await;
 
+    let tls = tls::authority(&paths.dir)?.server_config()?;
     let listener = server::bind(port)
         .await
         .map_err(io("cannot listen on 127.0.0.1"))?;
@@ -345,7 +362,9 @@ pub async fn serve(
         .local_addr()
         .map_err(io("cannot read the listening address"))?
         .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let listener =
+        tls::TlsListener::new(listener, tls).map_err(io("cannot listen on 127.0.0.1"))?;
+    let url = format!("https://127.0.0.1:{port}");
     let info = ServerInfo {
         pid: std::process::id(),
         url: url.clone(),
@@ -418,7 +437,7 @@ pub struct Removed {
 }
 
 /// Stops the server and removes every container, snapshot image and network the sandbox made,
-/// then its files.
+/// then its files, all but its CA.
 pub async fn down(project: &Project) -> Result<Removed, SandboxError> {
     let paths = Paths::of(project);
     let mut removed = Removed::default();
@@ -448,12 +467,32 @@ pub async fn down(project: &Project) -> Result<Removed, SandboxError> {
             }
         }
     }
-    if paths.dir.exists() {
-        std::fs::remove_dir_all(&paths.dir)
-            .map_err(io(format!("cannot remove {}", paths.dir.display())))?;
-        removed.files = true;
-    }
+    removed.files = remove_files(&paths)?;
     Ok(removed)
+}
+
+/// Removes the sandbox's files but its CA; whether there were any.
+fn remove_files(paths: &Paths) -> Result<bool, SandboxError> {
+    let Ok(entries) = std::fs::read_dir(&paths.dir) else {
+        return Ok(false);
+    };
+    let mut any = false;
+    for entry in entries {
+        let entry = entry.map_err(io(format!("cannot list {}", paths.dir.display())))?;
+        let name = entry.file_name();
+        if name == tls::CA_FILE || name == tls::CA_KEY_FILE {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(io(format!("cannot remove {}", path.display())))?;
+        any = true;
+    }
+    Ok(any)
 }
 
 async fn stop_process(pid: u32) {
@@ -480,6 +519,8 @@ pub struct Status {
     pub pid: Option<u32>,
     /// Where the sandbox's env file is, for `source` or `set -a; . FILE`.
     pub env_file: Option<PathBuf>,
+    /// The CA its HTTPS certificate is signed by, for other clients to trust.
+    pub ca_file: Option<PathBuf>,
     /// How full the server's pool of spare droplets is (not droplets: the API never shows
     /// them).
     pub spares: Option<PoolStatus>,
@@ -505,10 +546,10 @@ pub async fn status(project: &Project) -> Result<Status, SandboxError> {
             .unwrap_or_default()
     };
     let spares = match &info {
-        Some(info) => pool_status(info).await,
+        Some(info) => pool_status(&paths, info).await,
         None => None,
     };
-    let live: Option<Vec<Droplet>> = match info.as_ref().and_then(ServerInfo::client) {
+    let live: Option<Vec<Droplet>> = match info.as_ref().and_then(|i| i.client(&paths)) {
         Some(client) => client.list_droplets(None).await.ok(),
         None => None,
     };
@@ -547,21 +588,19 @@ pub async fn status(project: &Project) -> Result<Status, SandboxError> {
         url: info.as_ref().map(|i| i.url.clone()),
         pid: info.as_ref().map(|i| i.pid),
         env_file: info.as_ref().map(|_| paths.env()),
+        ca_file: info.as_ref().map(|_| paths.ca()),
         spares,
         droplets,
     })
 }
 
 /// `GET /sandbox/spares` on the running server.
-pub async fn pool_status(info: &ServerInfo) -> Option<PoolStatus> {
+pub async fn pool_status(paths: &Paths, info: &ServerInfo) -> Option<PoolStatus> {
     #[derive(Deserialize)]
     struct Answer {
         spares: PoolStatus,
     }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?;
+    let http = http(paths)?;
     let response = http
         .get(format!("{}/sandbox/spares", info.url))
         .bearer_auth(&info.token)

@@ -1,6 +1,6 @@
 //! Droplets (`/v2/droplets...`) and their actions (`/v2/actions`, `/v2/droplets/{id}/actions`),
-//! with the background work that makes them real: each create, power change, snapshot or
-//! rebuild is an action that runs Docker and completes (or errors) when the droplet is there.
+//! with the background work that makes them real: each create, power change, snapshot, resize
+//! or rebuild is an action that runs Docker and completes (or errors) when the droplet is there.
 //!
 //! A create from a base image turns a ready spare into the droplet (`spares.rs`); from a
 //! snapshot, or with no spare ready, it boots a container on demand.
@@ -54,15 +54,18 @@ enum Work {
         image: String,
         image_id: u64,
     },
+    /// A new size's CPUs and memory for a droplet that is off.
+    Resize {
+        size: String,
+    },
 }
 
 /// Actions DigitalOcean has that the sandbox does not perform.
-const UNSUPPORTED: [&str; 8] = [
+const UNSUPPORTED: [&str; 7] = [
     "enable_backups",
     "disable_backups",
     "change_backup_policy",
     "password_reset",
-    "resize",
     "rename",
     "change_kernel",
     "enable_ipv6",
@@ -534,6 +537,7 @@ pub async fn post_action(
             let (image_id, image) = resolve_image(&sandbox, &state, &image)?;
             Work::Rebuild { image, image_id }
         }
+        "resize" => resize(&request, &droplet)?,
         other if UNSUPPORTED.contains(&other) => {
             return Err(ApiError::unprocessable(format!(
                 "The sandbox does not support the `{other}` droplet action."
@@ -560,6 +564,39 @@ pub async fn post_action(
     drop(state);
     tokio::spawn(perform(sandbox.clone(), id, action.id, work));
     Ok(api::json(StatusCode::CREATED, &ActionResponse { action }))
+}
+
+/// A resize's checks, as DigitalOcean makes them: a size that exists, a droplet that is off,
+/// and with `disk`, no smaller disk.
+fn resize(request: &Value, droplet: &DropletRecord) -> Result<Work, ApiError> {
+    let slug = request
+        .get("size")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::unprocessable("`size` is required to resize a droplet"))?;
+    let size = catalog::size(slug).ok_or_else(|| {
+        ApiError::unprocessable("You specified an invalid size for Droplet resize.")
+    })?;
+    if droplet.status != DropletStatus::Off {
+        return Err(ApiError::unprocessable(
+            "Droplet is currently on. Please power it off to run this event.",
+        ));
+    }
+    // `disk` is a boolean, though some clients send it as a string.
+    let disk = matches!(request.get("disk"), Some(Value::Bool(true)))
+        || request.get("disk").and_then(Value::as_str) == Some("true");
+    let current = catalog::size(&droplet.size).map_or(0, |s| s.disk);
+    if disk && size.disk < current {
+        return Err(ApiError::unprocessable(
+            "Size can not decrease size of Droplet's disk image",
+        ));
+    }
+    Ok(Work::Resize { size: size.slug })
+}
+
+/// The CPUs and memory a droplet of its size gets.
+fn limits(droplet: &DropletRecord) -> backend::Limits {
+    let size = catalog::size(&droplet.size).unwrap_or_else(|| catalog::sizes().remove(0));
+    backend::Limits::new(size.vcpus, size.memory, droplet.id)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -621,6 +658,13 @@ async fn run(sandbox: &Arc<Sandbox>, id: u64, work: &Work) -> Result<(), String>
                     false
                 }
             };
+            if from_spare {
+                // A spare runs unlimited until it knows its droplet's size.
+                docker
+                    .limit(&droplet.container, &limits(&droplet))
+                    .await
+                    .map_err(failed)?;
+            }
             let provisioned = started.elapsed();
             wait_active(sandbox, id).await?;
             tracing::info!(
@@ -673,6 +717,22 @@ async fn run(sandbox: &Arc<Sandbox>, id: u64, work: &Work) -> Result<(), String>
             wait_active(sandbox, id).await
         }
         Work::Snapshot { name } => snapshot(sandbox, &droplet, name).await,
+        Work::Resize { size } => {
+            let resized = DropletRecord {
+                size: size.clone(),
+                ..droplet.clone()
+            };
+            docker
+                .limit(&droplet.container, &limits(&resized))
+                .await
+                .map_err(failed)?;
+            let mut state = sandbox.state.lock().await;
+            if let Some(d) = state.droplet_mut(id) {
+                d.size = size.clone();
+            }
+            sandbox.save_quietly(&state);
+            Ok(())
+        }
         Work::Rebuild { image, image_id } => {
             docker
                 .remove_container(&droplet.container)
@@ -736,6 +796,7 @@ async fn start_container(
             ip: droplet.ip,
             image,
             spare_dir: None,
+            limits: Some(&limits(droplet)),
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -1009,6 +1070,22 @@ pub async fn resume(sandbox: Arc<Sandbox>) {
         tokio::spawn(async move {
             let id = droplet.id;
             let container = sandbox.docker.state(&droplet.container).await;
+            // An interrupted create from a spare, or resize, may have left the container with
+            // other CPUs and memory than its recorded size.
+            if pending.is_some()
+                && matches!(
+                    container,
+                    Ok(ContainerState::Running | ContainerState::Stopped)
+                )
+            {
+                if let Err(e) = sandbox
+                    .docker
+                    .limit(&droplet.container, &limits(&droplet))
+                    .await
+                {
+                    tracing::warn!("droplet {id}: cannot set its size's limits: {e}");
+                }
+            }
             match (container, pending) {
                 (Ok(ContainerState::Missing), Some((action, kind))) if kind == "create" => {
                     let image = {

@@ -1,5 +1,7 @@
-//! The sandbox's HTTP server: DigitalOcean's API v2 subset on 127.0.0.1, with its token
-//! check, rate-limit headers and injected faults, over the shared [`Sandbox`] handle.
+//! The sandbox's HTTP server: DigitalOcean's API v2 subset on 127.0.0.1 (over HTTPS when
+//! `infra sandbox up` runs it, see `tls.rs`), with its token check, rate-limit headers and
+//! injected faults, over the shared [`Sandbox`] handle. Every route also answers with a
+//! trailing slash, as DigitalOcean's do.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -29,7 +31,7 @@ pub struct Sandbox {
     /// The droplet image (`infra-droplet:<hash>`).
     pub image: String,
     token: String,
-    /// `http://127.0.0.1:<port>`, for links.
+    /// `https://127.0.0.1:<port>`, for links.
     pub base_url: String,
     faults: Faults,
     /// Requests in the last hour, for the `ratelimit-*` headers.
@@ -200,7 +202,7 @@ fn unix_seconds() -> u64 {
 
 /// Every route of the contract.
 pub fn router(sandbox: Arc<Sandbox>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v2/account", get(account::get_account))
         .route(
             "/v2/account/keys",
@@ -238,6 +240,7 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
             "/v2/snapshots/{snapshot_id}",
             get(snapshots::get).delete(snapshots::delete),
         )
+        .route("/v2/images", get(snapshots::list_images))
         .route("/v2/images/{image_id}", get(snapshots::get_image))
         .route(
             "/v2/firewalls",
@@ -257,7 +260,7 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
             "/v2/firewalls/{firewall_id}/rules",
             post(firewalls::add_rules).delete(firewalls::remove_rules),
         )
-        .route("/v2/tags", post(tags::create))
+        .route("/v2/tags", get(tags::list).post(tags::create))
         .route("/v2/tags/{tag_id}", axum::routing::delete(tags::delete))
         .route("/v2/tags/{tag_id}/resources", post(tags::assign))
         .route("/v2/reserved_ips", post(reserved_ips::create))
@@ -281,7 +284,36 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(sandbox.clone(), guard))
-        .with_state(sandbox)
+        .with_state(sandbox);
+    // Routing sees the path without its trailing slash: the rewrite must come before it, so
+    // it wraps the whole router.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::map_request(trim_trailing_slash))
+}
+
+/// `/v2/account/` is `/v2/account`: DigitalOcean answers both, and python-digitalocean sends
+/// every path with the slash.
+async fn trim_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = match path.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
+        let target = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_owned(),
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(target) = target.parse() {
+            parts.path_and_query = Some(target);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
 }
 
 /// Latency, then the token, then injected faults; rate-limit headers on every answer. The
@@ -385,12 +417,17 @@ pub async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
     }
 }
 
-/// Serves until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves until `shutdown` resolves: over TLS with a [`crate::sandbox::tls::TlsListener`],
+/// over plain HTTP with a bare `TcpListener` (the unit tests).
+pub async fn serve<L>(
+    listener: L,
     sandbox: Arc<Sandbox>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router(sandbox))
         .with_graceful_shutdown(shutdown)
         .await
@@ -510,6 +547,28 @@ mod tests {
                 json!({"spares": {"target": 0, "ready": 0, "booting": 0}})
             )
         );
+        // With a trailing slash, as python-digitalocean sends every path.
+        let (status, slash) =
+            call(&url, "GET", "/v2/account/keys/?per_page=200", TOKEN, None).await;
+        assert_eq!((status, slash["meta"]["total"].clone()), (200, json!(1)));
+        assert_eq!(
+            call(&url, "GET", "/v2/tags/", TOKEN, None).await,
+            (200, json!({"tags": [], "links": {}, "meta": {"total": 0}}))
+        );
+        let (status, images) = call(&url, "GET", "/v2/images?type=distribution", TOKEN, None).await;
+        assert_eq!(status, 200);
+        let images = images["images"].as_array().unwrap().clone();
+        assert!(
+            images.iter().any(|i| i["slug"] == "debian-12-x64"),
+            "{images:?}"
+        );
+        assert!(images.iter().all(|i| i["type"] == "base"), "{images:?}");
+        let (status, private) = call(&url, "GET", "/v2/images?private=true", TOKEN, None).await;
+        assert_eq!((status, private["images"].clone()), (200, json!([])));
+        let (status, apps) = call(&url, "GET", "/v2/images?type=application", TOKEN, None).await;
+        assert_eq!((status, apps["images"].clone()), (200, json!([])));
+        let (status, _) = call(&url, "GET", "/v2/images?type=windows", TOKEN, None).await;
+        assert_eq!(status, 400);
         let (status, sizes) = call(&url, "GET", "/v2/sizes?per_page=3", TOKEN, None).await;
         assert_eq!(status, 200);
         assert_eq!(sizes["sizes"].as_array().unwrap().len(), 3);

@@ -1,5 +1,5 @@
 //! Snapshots (`/v2/snapshots...`, `/v2/droplets/{id}/snapshots`) and images
-//! (`/v2/images/{id}`). A snapshot is a Docker image of the droplet's disk; a droplet created
+//! (`/v2/images`, `/v2/images/{id}`). A snapshot is a Docker image of the droplet's disk; a droplet created
 //! with its id as `image` starts from it.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State as Extract};
 use axum::http::StatusCode;
 
 use crate::cloud::{
-    DropletSnapshot, DropletSnapshotsPage, Image, ImageResponse, Snapshot, SnapshotId,
+    DropletSnapshot, DropletSnapshotsPage, Image, ImageResponse, ImagesPage, Snapshot, SnapshotId,
     SnapshotResponse, SnapshotsPage,
 };
 use crate::sandbox::api::{self, ApiError, ApiResult};
@@ -168,6 +168,46 @@ pub async fn delete(Extract(sandbox): Extract<Arc<Sandbox>>, Path(id): Path<Stri
         ))
     })?;
     Ok(api::no_content())
+}
+
+/// `GET /v2/images`: the base images (DigitalOcean's distribution images) and the account's
+/// snapshots; `type=distribution` keeps the base images, `type=application` finds none (the
+/// sandbox has no 1-Click applications), `private=true` keeps the snapshots, `tag_name` those
+/// with the tag.
+pub async fn list_images(
+    Extract(sandbox): Extract<Arc<Sandbox>>,
+    Query(query): Query<api::Query>,
+) -> ApiResult {
+    let kind = query.get("type").map(String::as_str);
+    if kind.is_some_and(|k| k != "distribution" && k != "application") {
+        return Err(ApiError::bad_request(
+            "`type` must be `distribution` or `application`",
+        ));
+    }
+    let private = match query.get("private").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_request("`private` must be `true` or `false`")),
+    };
+    let tag = query.get("tag_name");
+    let state = sandbox.state.lock().await;
+    let mut images = Vec::new();
+    if !private && kind != Some("application") {
+        images.extend(catalog::base_images());
+    }
+    if kind.is_none() {
+        images.extend(state.snapshots.iter().map(image_of));
+    }
+    images.retain(|image| tag.is_none_or(|t| image.tags.contains(t)));
+    let page = api::page(images, &query, &sandbox.base_url, "/v2/images")?;
+    Ok(api::json(
+        StatusCode::OK,
+        &ImagesPage {
+            images: page.items,
+            links: page.links,
+            meta: Some(page.meta),
+        },
+    ))
 }
 
 /// A base image by id or slug, or a snapshot by id.

@@ -407,6 +407,7 @@ async fn start(
             ip: spare.ip,
             image: &sandbox.image,
             spare_dir: Some(&dir),
+            limits: None,
         })
         .await
         .map_err(|e| e.to_string())?;

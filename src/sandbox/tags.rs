@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State as Extract};
+use axum::extract::{Path, Query, State as Extract};
 use axum::http::StatusCode;
 
 use crate::cloud::{
     ResourceType, Tag, TagCreate, TagResources, TagResourcesRequest, TagResponse, TaggedCount,
+    TagsPage,
 };
 use crate::sandbox::api::{self, ApiError, ApiResult};
 use crate::sandbox::firewalls;
@@ -54,6 +55,28 @@ fn render(state: &State, name: &str, base: &str) -> Tag {
             }),
         }),
     }
+}
+
+/// Every tag of the account, with what it is on.
+pub async fn list(
+    Extract(sandbox): Extract<Arc<Sandbox>>,
+    Query(query): Query<api::Query>,
+) -> ApiResult {
+    let state = sandbox.state.lock().await;
+    let tags = state
+        .tags
+        .iter()
+        .map(|name| render(&state, name, &sandbox.base_url))
+        .collect();
+    let page = api::page(tags, &query, &sandbox.base_url, "/v2/tags")?;
+    Ok(api::json(
+        StatusCode::OK,
+        &TagsPage {
+            tags: page.items,
+            links: page.links,
+            meta: Some(page.meta),
+        },
+    ))
 }
 
 pub async fn create(Extract(sandbox): Extract<Arc<Sandbox>>, body: axum::body::Bytes) -> ApiResult {

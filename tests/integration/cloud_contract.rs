@@ -81,11 +81,13 @@ fn example_cases() -> Vec<ExampleCase> {
         case("error_too_many_requests.json", "GET", "/v2/droplets", Some(429), roundtrip::<ErrorBody>),
         case("firewall_create_request.json", "POST", "/v2/firewalls", None, roundtrip::<FirewallRequest>),
         case("firewall_get_response.json", "GET", "/v2/firewalls/{firewall_id}", Some(200), roundtrip::<FirewallResponse>),
+        case("images_list_response.json", "GET", "/v2/images", Some(200), roundtrip::<ImagesPage>),
         case("regions_list_paginated_response.json", "GET", "/v2/regions", Some(200), roundtrip::<RegionsPage>),
         case("reserved_ip_assign_action_response.json", "POST", "/v2/reserved_ips/{reserved_ip}/actions", Some(201), roundtrip::<ActionResponse>),
         case("snapshot_get_response.json", "GET", "/v2/snapshots/{snapshot_id}", Some(200), roundtrip::<SnapshotResponse>),
         case("ssh_key_get_response.json", "GET", "/v2/account/keys/{ssh_key_identifier}", Some(200), roundtrip::<SshKeyResponse>),
         case("ssh_keys_list_response.json", "GET", "/v2/account/keys", Some(200), roundtrip::<SshKeysPage>),
+        case("tags_list_response.json", "GET", "/v2/tags", Some(200), roundtrip::<TagsPage>),
     ]
 }
 
@@ -694,9 +696,11 @@ fn canned_reply(request: &responder::Recorded) -> Reply {
         "snapshots_list" => (200, page("snapshots", snapshot)),
         "snapshots_get" => (200, example_json("snapshot_get_response.json")),
         "images_get" => (200, json!({"image": droplet["image"]})),
+        "images_list" => (200, example_json("images_list_response.json")),
         "firewalls_list" => (200, page("firewalls", firewall)),
         "firewalls_create" => (202, example_json("firewall_get_response.json")),
         "firewalls_get" | "firewalls_update" => (200, example_json("firewall_get_response.json")),
+        "tags_list" => (200, example_json("tags_list_response.json")),
         "tags_create" => (
             201,
             json!({"tag": {"name": "env:prod", "resources": {"count": 0, "droplets": {"count": 0}}}}),
@@ -847,6 +851,8 @@ async fn every_request_the_client_makes_is_an_operation_of_the_contract() {
     client.delete_reserved_ip("45.55.96.47").await.unwrap();
     client.list_sizes().await.unwrap();
     client.list_regions().await.unwrap();
+    client.list_tags().await.unwrap();
+    client.list_distribution_images().await.unwrap();
 
     let spec = Spec::contract();
     let mut used = BTreeSet::new();

@@ -6,6 +6,7 @@ mod openapi;
 mod orchestrate;
 mod playbooks;
 mod ports;
+mod python_clients;
 mod refresh;
 mod remote;
 mod sandbox;

@@ -2,8 +2,8 @@
 //! and enforced after, commands and uploads over one reused connection, fan-out over several
 //! droplets with one of them off, and waiting for a droplet that is booting.
 //!
-//! Like the sandbox tests, these need Docker: without it they are skipped with a notice, unless
-//! `INFRA_REQUIRE_TOOLS=1` makes that a failure. Each test runs its own sandbox (`infra sandbox
+//! Like the sandbox tests, these need Docker: without it they fail, unless
+//! `INFRA_SKIP_DOCKER_TESTS=1` skips them (and counts them). Each test runs its own sandbox (`infra sandbox
 //! down` when it ends) with one or three droplets.
 
 use std::net::IpAddr;

@@ -2,8 +2,8 @@
 //! containers answering SSH, and every answer held against the DigitalOcean contract.
 //!
 //! These tests need Docker (and, the first time on a machine, debootstrap to build the droplet
-//! image; `.ci/prepare-sandbox` builds it once). Without Docker they are skipped with a notice,
-//! unless `INFRA_REQUIRE_TOOLS=1` (set by CI) makes that a failure. Each test runs its own
+//! image; `.ci/prepare-sandbox` builds it once). Without Docker they fail saying to run it,
+//! unless `INFRA_SKIP_DOCKER_TESTS=1` skips them (and counts them). Each test runs its own
 //! sandbox with two or three droplets, and `infra sandbox down` always runs at the end.
 
 use std::collections::BTreeSet;
@@ -23,37 +23,20 @@ use crate::openapi::{report, Options, Spec};
 /// Longest a droplet may take to become active, or an action to complete.
 pub(crate) const BOOT: Duration = Duration::from_secs(120);
 
-/// Whether a tool the sandbox needs is here; without it the test is skipped, or fails under
-/// `INFRA_REQUIRE_TOOLS=1`.
-fn have(tool: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(tool)
-        .args(probe)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return true;
-    }
-    if std::env::var("INFRA_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("`{tool}` is not usable and INFRA_REQUIRE_TOOLS=1 requires it (run .ci/prepare-sandbox)");
-    }
-    eprintln!(
-        "skipped: `{tool}` is not usable (the sandbox needs Docker and an SSH client; INFRA_REQUIRE_TOOLS=1 makes this a failure)"
-    );
-    false
-}
-
 /// A running sandbox in its own project; `infra sandbox down` when dropped.
 pub(crate) struct Sandbox {
     pub(crate) test: Test,
-    url: String,
-    token: String,
+    pub(crate) url: String,
+    pub(crate) token: String,
     pub(crate) key: PathBuf,
+    /// Its CA certificate, the only one its clients trust.
+    pub(crate) ca: PathBuf,
 }
 
 impl Sandbox {
     /// `None` when the tools are missing and the test is skipped.
     pub(crate) fn up(args: &[&str]) -> Option<Sandbox> {
-        if !have("docker", &["version"]) || !have("ssh", &["-V"]) {
+        if !crate::harness::docker_tests_can_run() {
             return None;
         }
         let test = Test::init();
@@ -64,17 +47,42 @@ impl Sandbox {
         let exports = out.stdout.trim();
         let url = field(exports, "DO_API_URL=");
         let token = field(exports, "DO_TOKEN=");
-        assert!(url.starts_with("http://127.0.0.1:"), "{exports}");
+        assert!(url.starts_with("https://127.0.0.1:"), "{exports}");
         // The client finds the sandbox by itself through this file.
         let env = test.read("config/.infra/sandbox/env");
         assert_eq!(env, format!("DO_API_URL={url}\nDO_TOKEN={token}\n"));
+        // Other tools are told how to trust the CA.
+        let ca = test.path().join("config/.infra/sandbox/ca.pem");
+        for advice in [
+            format!("REQUESTS_CA_BUNDLE={}", ca.display()),
+            format!("SSL_CERT_FILE={}", ca.display()),
+            format!("curl --cacert {}", ca.display()),
+        ] {
+            assert!(out.stderr.contains(&advice), "{advice} in:\n{}", out.stderr);
+        }
         let key = test.path().join("config/.infra/infrastructure_key");
         Some(Sandbox {
             test,
             url,
             token,
             key,
+            ca,
         })
+    }
+
+    /// An HTTP client that trusts the sandbox's CA (and nothing else).
+    pub(crate) fn http(&self) -> reqwest::Client {
+        let ca = std::fs::read(&self.ca).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    /// infra's client for `url` (the sandbox's, maybe after a restart), trusting its CA.
+    pub(crate) fn client_at(&self, url: &str, retry: RetryPolicy) -> Client {
+        let ca = std::fs::read(&self.ca).unwrap();
+        Client::trusting(url, Token::new(self.token.clone()).unwrap(), retry, &ca).unwrap()
     }
 
     fn infra(&self, args: &[&str]) -> Output {
@@ -82,12 +90,7 @@ impl Sandbox {
     }
 
     pub(crate) fn client(&self) -> Client {
-        Client::new(
-            &self.url,
-            Token::new(self.token.clone()).unwrap(),
-            RetryPolicy::default(),
-        )
-        .unwrap()
+        self.client_at(&self.url, RetryPolicy::default())
     }
 
     pub(crate) fn public_key(&self) -> String {
@@ -375,12 +378,7 @@ async fn sandbox_droplets_are_real_hosts() {
     let again = sandbox.infra(&["sandbox", "up", "--spares", "0"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(field(&again.stdout, "DO_TOKEN="), sandbox.token);
-    let client = Client::new(
-        &field(&again.stdout, "DO_API_URL="),
-        Token::new(sandbox.token.clone()).unwrap(),
-        RetryPolicy::default(),
-    )
-    .unwrap();
+    let client = sandbox.client_at(&field(&again.stdout, "DO_API_URL="), RetryPolicy::default());
     let listed = client.list_droplets(None).await.unwrap();
     assert_eq!(
         listed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
@@ -419,7 +417,13 @@ async fn sandbox_droplets_are_real_hosts() {
     ] {
         assert_eq!(docker_lines(kind), Vec::<String>::new(), "docker {kind:?}");
     }
-    assert!(!sandbox.test.path().join("config/.infra/sandbox").exists());
+    // All but the CA, which the next sandbox of the project serves with again.
+    let left: BTreeSet<String> =
+        std::fs::read_dir(sandbox.test.path().join("config/.infra/sandbox"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    assert_eq!(left, BTreeSet::from(["ca-key.pem".into(), "ca.pem".into()]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,7 +431,8 @@ async fn sandbox_droplets_are_real_hosts() {
 impl Sandbox {
     /// `GET /sandbox/spares`: `{"target": .., "ready": .., "booting": ..}`.
     async fn spares(&self, url: &str) -> Value {
-        let answer: Value = reqwest::Client::new()
+        let answer: Value = self
+            .http()
             .get(format!("{url}/sandbox/spares"))
             .bearer_auth(&self.token)
             .send()
@@ -694,12 +699,7 @@ async fn sandbox_droplets_from_spares_are_ordinary_droplets() {
     let status = sandbox.spares(&url).await;
     assert_eq!(status["ready"], json!(2), "{status}");
     assert_eq!(sandbox.wait_spares(&url, 2).await, refilled);
-    let client = Client::new(
-        &url,
-        Token::new(sandbox.token.clone()).unwrap(),
-        RetryPolicy::default(),
-    )
-    .unwrap();
+    let client = sandbox.client_at(&url, RetryPolicy::default());
     assert_eq!(client.list_droplets(None).await.unwrap().len(), 3);
 
     // Delete: the droplets' containers go, the spares stay, until `down`.
@@ -733,7 +733,7 @@ impl<'a> Contract<'a> {
     fn new(sandbox: &'a Sandbox) -> Contract<'a> {
         Contract {
             sandbox,
-            http: reqwest::Client::new(),
+            http: sandbox.http(),
             spec: Spec::contract(),
             covered: Mutex::new(BTreeSet::new()),
             problems: Mutex::new(Vec::new()),
@@ -1013,6 +1013,71 @@ async fn sandbox_answers_every_route_as_the_contract_says() {
         .await;
     assert_eq!(tagged["droplets"][0]["id"], json!(three));
 
+    // The lists general clients call: tags, and images by type and owner.
+    let tags = api.expect(200, "GET", "/v2/tags", None).await;
+    let tag = |name: &str| {
+        tags["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no tag {name} in {tags}"))
+    };
+    assert_eq!(tag("contract")["resources"]["droplets"]["count"], json!(2));
+    assert_eq!(tag("contract-b")["resources"]["count"], json!(1));
+    let distribution = api
+        .expect(200, "GET", "/v2/images?type=distribution", None)
+        .await;
+    let slugs: Vec<&str> = distribution["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["slug"].as_str().unwrap())
+        .collect();
+    assert!(slugs.contains(&"debian-12-x64"), "{slugs:?}");
+    let private = api
+        .expect(200, "GET", "/v2/images?private=true", None)
+        .await;
+    assert_eq!(private["images"][0]["id"], json!(snapshot_id), "{private}");
+    assert_eq!(private["meta"]["total"], json!(1), "{private}");
+    let all = api
+        .expect(200, "GET", "/v2/images?per_page=2&page=1", None)
+        .await;
+    assert_eq!(all["meta"]["total"], json!(slugs.len() + 1), "{all}");
+
+    // Every route also answers with a trailing slash, as DigitalOcean's do (python-digitalocean
+    // sends every path that way).
+    let http = sandbox.http();
+    for (plain, slashed) in [
+        ("/v2/account".to_owned(), "/v2/account/".to_owned()),
+        (
+            "/v2/droplets?tag_name=contract".to_owned(),
+            "/v2/droplets/?tag_name=contract".to_owned(),
+        ),
+        (
+            format!("/v2/droplets/{one}"),
+            format!("/v2/droplets/{one}/"),
+        ),
+        ("/v2/tags".to_owned(), "/v2/tags/".to_owned()),
+    ] {
+        let get = |target: String| {
+            let request = http
+                .get(format!("{}{target}", sandbox.url))
+                .bearer_auth(&sandbox.token);
+            async move {
+                let response = request.send().await.unwrap();
+                (
+                    response.status().as_u16(),
+                    response.json::<Value>().await.unwrap(),
+                )
+            }
+        };
+        let (expected, answer) = (get(plain).await, get(slashed.clone()).await);
+        assert_eq!(expected.0, 200);
+        assert_eq!(answer, expected, "{slashed}");
+    }
+
     // Firewalls.
     let rule =
         json!({"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0", "::/0"]}});
@@ -1151,6 +1216,18 @@ async fn sandbox_answers_every_route_as_the_contract_says() {
             json!({"id": "unprocessable_entity", "message": message})
         );
     }
+    let resize_on = api
+        .expect(
+            422,
+            "POST",
+            &format!("/v2/droplets/{one}/actions"),
+            Some(json!({"type": "resize", "size": "s-2vcpu-4gb"})),
+        )
+        .await;
+    assert_eq!(
+        resize_on,
+        json!({"id": "unprocessable_entity", "message": "Droplet is currently on. Please power it off to run this event."})
+    );
     let missing = api.expect(404, "GET", "/v2/droplets/1", None).await;
     assert_eq!(missing["id"], json!("not_found"));
     api.expect(404, "GET", "/v2/images/999", None).await;
@@ -1230,10 +1307,12 @@ async fn sandbox_refuses_a_wrong_token_without_showing_it() {
         return;
     };
     let wrong = "dop_v1_this-is-not-the-sandbox-token-0123456789";
-    let client = Client::new(
+    let ca = std::fs::read(&sandbox.ca).unwrap();
+    let client = Client::trusting(
         &sandbox.url,
         Token::new(wrong).unwrap(),
         RetryPolicy::default(),
+        &ca,
     )
     .unwrap();
     let error = client.account().await.unwrap_err();
@@ -1264,7 +1343,7 @@ async fn sandbox_injects_the_faults_it_was_started_with() {
     };
     let spec = Spec::contract();
     let op = spec.find("GET", "/v2/sizes").unwrap();
-    let http = reqwest::Client::new();
+    let http = sandbox.http();
     let started = Instant::now();
     let mut counts = [0usize; 3];
     for _ in 0..60 {
@@ -1296,17 +1375,15 @@ async fn sandbox_injects_the_faults_it_was_started_with() {
     );
     // With half the requests failing, the default five attempts fail together one time in
     // thirty-two: give this client a budget that half-and-half odds cannot exhaust.
-    let patient = Client::new(
+    let patient = sandbox.client_at(
         &sandbox.url,
-        Token::new(sandbox.token.clone()).unwrap(),
         RetryPolicy {
             max_attempts: 30,
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
             ..RetryPolicy::default()
         },
-    )
-    .unwrap();
+    );
     let sizes = patient.list_sizes().await.unwrap();
     assert!(sizes.iter().any(|s| s.slug == "s-1vcpu-1gb"));
 }
@@ -1379,4 +1456,135 @@ async fn infra_finds_the_project_sandbox_without_exported_variables() {
     let client = Client::for_project(&project).unwrap();
     assert_eq!(client.base_url().trim_end_matches('/'), sandbox.url);
     client.account().await.unwrap();
+
+    // Exported as `up` prints them, the variables get the sandbox's CA too; the same server
+    // under another URL is another endpoint, which the CA is not trusted for: refused at once,
+    // with what to do.
+    let cleanup = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_infra"))
+            .arg("cleanup")
+            .current_dir(sandbox.test.path())
+            .env("DO_TOKEN", &sandbox.token)
+            .env("DO_API_URL", url)
+            .output()
+            .unwrap()
+    };
+    let exported = cleanup(&sandbox.url);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let elsewhere = cleanup(&sandbox.url.replace("127.0.0.1", "localhost"));
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert_eq!(elsewhere.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("after 1 attempt(s)") && stderr.contains("certificate is not trusted"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&sandbox.token));
+}
+
+/// A resize needs the droplet off (DigitalOcean's 422 otherwise), then gives it the new size's
+/// CPUs and memory for real: `nproc` and the memory cgroup inside change, and GET shows the new
+/// size. The droplet comes from a spare, which runs unlimited until it knows its size.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_resizes_a_droplet_that_is_off() {
+    let Some(sandbox) = Sandbox::up(&["--spares", "1"]) else {
+        return;
+    };
+    let client = sandbox.client();
+    let key = client
+        .create_ssh_key(&SshKeyCreate {
+            name: "infra".into(),
+            public_key: sandbox.public_key(),
+        })
+        .await
+        .unwrap();
+    let created = client
+        .create_droplet(&DropletCreate {
+            name: "sized".into(),
+            spec: spec("debian-12-x64".into(), key.id, &[]),
+        })
+        .await
+        .unwrap();
+    let droplet = wait_active(&client, created.droplet.id).await;
+    assert_eq!(droplet.size_slug, "s-1vcpu-1gb");
+    let ip = droplet.public_ipv4().unwrap().to_string();
+    let memory = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max";
+    assert_eq!(sandbox.ssh(&ip, "nproc").unwrap(), "1");
+    assert_eq!(sandbox.ssh(&ip, memory).unwrap(), (1u64 << 30).to_string());
+
+    let refused = client
+        .resize_droplet(droplet.id, "s-2vcpu-4gb")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(422), "{refused}");
+    assert!(
+        refused.to_string().contains("Please power it off"),
+        "{refused}"
+    );
+    act(&client, droplet.id, DropletAction::PowerOff).await;
+    let unknown = client
+        .resize_droplet(droplet.id, "s-64vcpu-1tb")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.status(), Some(422), "{unknown}");
+    let resize = client
+        .resize_droplet(droplet.id, "s-2vcpu-4gb")
+        .await
+        .unwrap();
+    assert_eq!(resize.kind, "resize");
+    client
+        .wait_for_action(resize.id, Duration::from_millis(250), BOOT)
+        .await
+        .unwrap();
+    let resized = client.get_droplet(droplet.id).await.unwrap();
+    assert_eq!(
+        (resized.size_slug.as_str(), resized.vcpus, resized.memory),
+        ("s-2vcpu-4gb", 2, 4096)
+    );
+    assert_eq!(resized.status, DropletStatus::Off);
+    act(&client, droplet.id, DropletAction::PowerOn).await;
+    wait_active(&client, droplet.id).await;
+    // As many CPUs as the size has, or as this machine has if fewer.
+    let machine = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        sandbox.ssh(&ip, "nproc").unwrap(),
+        machine.min(2).to_string()
+    );
+    assert_eq!(sandbox.ssh(&ip, memory).unwrap(), (4u64 << 30).to_string());
+}
+
+/// `up`, `down` and `image` change this machine, not a cloud: `--dry-run` is refused with exit
+/// 2 and a message saying what to use instead, and nothing is started or removed.
+#[test]
+fn sandbox_commands_refuse_dry_run() {
+    let test = Test::init();
+    let before = test.snapshot();
+    for (args, says) in [
+        (
+            &["sandbox", "up", "--dry-run"][..],
+            "`infra sandbox up` has no dry run",
+        ),
+        (
+            &["--dry-run", "sandbox", "down"][..],
+            "`infra sandbox down` has no dry run",
+        ),
+        (
+            &["sandbox", "image", "--dry-run"][..],
+            "`infra sandbox image` has no dry run",
+        ),
+    ] {
+        let out = test.infra(args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        out.assert_stderr_contains(says);
+        out.assert_stderr_contains("without `--dry-run`");
+    }
+    before.assert_same(&test.snapshot());
+    assert!(!test.path().join("config/.infra/sandbox").exists());
+    // `status` only reads, so it takes the flag.
+    let status = test.infra(["--dry-run", "sandbox", "status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    status.assert_stdout_contains("sandbox: not running");
 }

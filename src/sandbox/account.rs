@@ -9,7 +9,7 @@ use md5::{Digest, Md5};
 
 use crate::cloud::{Account, AccountResponse, SshKey, SshKeyCreate, SshKeyResponse, SshKeysPage};
 use crate::sandbox::api::{self, ApiError, ApiResult};
-use crate::sandbox::server::Sandbox;
+use crate::sandbox::shared::Sandbox;
 use crate::sandbox::store::State;
 
 /// How many droplets the sandbox account may have at once.

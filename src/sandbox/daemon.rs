@@ -25,10 +25,11 @@ use crate::cloud::{Client, Droplet, RetryPolicy, Token};
 use crate::project::Project;
 use crate::sandbox::backend::Docker;
 use crate::sandbox::faults::Faults;
-use crate::sandbox::server::{self, Sandbox};
+use crate::sandbox::server;
+use crate::sandbox::shared::{self, Sandbox};
 use crate::sandbox::spares::{self, PoolStatus, Spares};
 use crate::sandbox::store::{State, Store};
-use crate::sandbox::{droplets, image, tls};
+use crate::sandbox::{image, tls, worker};
 
 /// How long `up` waits for a new server to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -374,7 +375,7 @@ pub async fn serve(
         image: image.clone(),
         faults,
         spares,
-        started_at: server::now(),
+        started_at: shared::now(),
     };
     let sandbox = Arc::new(
         Sandbox::new(
@@ -400,7 +401,7 @@ pub async fn serve(
         faults.fail_rate,
         faults.latency_ms
     );
-    tokio::spawn(droplets::resume(sandbox.clone()));
+    tokio::spawn(worker::resume(sandbox.clone()));
     tokio::spawn(spares::keep_full(sandbox.clone()));
     server::serve(listener, sandbox, shutdown_signal())
         .await

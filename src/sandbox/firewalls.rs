@@ -13,7 +13,7 @@ use crate::cloud::{
 };
 use crate::sandbox::api::{self, ApiError, ApiResult};
 use crate::sandbox::iptables;
-use crate::sandbox::server::{now, Sandbox};
+use crate::sandbox::shared::{now, Sandbox};
 use crate::sandbox::store::State;
 
 /// The inbound rules that apply to a droplet, `None` when it is in no firewall.

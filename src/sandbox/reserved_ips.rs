@@ -14,9 +14,9 @@ use crate::cloud::{
     ReservedIpCreated, ReservedIpLinks, ReservedIpResponse,
 };
 use crate::sandbox::api::{self, ApiError, ApiResult};
-use crate::sandbox::server::{now, Sandbox};
+use crate::sandbox::shared::{now, Sandbox};
 use crate::sandbox::store::{ReservedIpRecord, State};
-use crate::sandbox::{catalog, droplets};
+use crate::sandbox::{catalog, droplet_view};
 
 /// The commands that bring a droplet's reserved IPs up (after a boot or an assignment).
 pub fn script(state: &State, droplet_id: u64) -> String {
@@ -40,7 +40,7 @@ fn render(state: &State, record: &ReservedIpRecord) -> ReservedIp {
         droplet: record
             .droplet_id
             .and_then(|id| state.droplet(id))
-            .map(|d| Box::new(droplets::render(state, d))),
+            .map(|d| Box::new(droplet_view::render(state, d))),
         locked: Some(false),
         project_id: None,
     }

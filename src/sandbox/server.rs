@@ -5,200 +5,18 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State as Extract};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::Mutex;
 
-use crate::cloud::{Action, ActionStatus};
 use crate::sandbox::api::{ApiError, ApiResult};
-use crate::sandbox::backend::Docker;
-use crate::sandbox::faults::{Fault, Faults};
-use crate::sandbox::spares::Spares;
-use crate::sandbox::store::{State, Store};
+use crate::sandbox::faults::Fault;
+use crate::sandbox::shared::{Sandbox, HOURLY_LIMIT};
 use crate::sandbox::{account, catalog, droplets, firewalls, reserved_ips, snapshots, tags};
-
-/// What every route and background task shares.
-pub struct Sandbox {
-    pub state: Mutex<State>,
-    store: Store,
-    pub docker: Docker,
-    /// The droplet image (`infra-droplet:<hash>`).
-    pub image: String,
-    token: String,
-    /// `https://127.0.0.1:<port>`, for links.
-    pub base_url: String,
-    faults: Faults,
-    /// Requests in the last hour, for the `ratelimit-*` headers.
-    recent: std::sync::Mutex<std::collections::VecDeque<u64>>,
-    /// Addresses of deleted droplets whose containers are still being removed.
-    held: std::sync::Mutex<Vec<Ipv4Addr>>,
-    /// Booted containers waiting to become droplets (`spares.rs`).
-    pub spares: Spares,
-}
-
-/// DigitalOcean's hourly request budget, reported in `ratelimit-limit`.
-const HOURLY_LIMIT: usize = 5000;
-
-impl Sandbox {
-    pub fn new(
-        state: State,
-        store: Store,
-        docker: Docker,
-        image: String,
-        token: String,
-        base_url: String,
-        faults: Faults,
-    ) -> Sandbox {
-        Sandbox {
-            state: Mutex::new(state),
-            store,
-            docker,
-            image,
-            token,
-            base_url,
-            faults,
-            recent: Default::default(),
-            held: Default::default(),
-            spares: Spares::default(),
-        }
-    }
-
-    /// The pool of spare droplets it keeps (none by default).
-    pub fn with_spares(self, spares: Spares) -> Sandbox {
-        Sandbox { spares, ..self }
-    }
-
-    pub fn hold_addresses(&self, addresses: impl IntoIterator<Item = Ipv4Addr>) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.extend(addresses);
-    }
-
-    pub fn release_addresses(&self, addresses: impl IntoIterator<Item = Ipv4Addr>) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        for address in addresses {
-            if let Some(at) = held.iter().position(|a| *a == address) {
-                held.remove(at);
-            }
-        }
-    }
-
-    /// Addresses no droplet has but none may be given: those of deleted droplets whose
-    /// containers are still being removed, and those of the spares.
-    pub fn held_addresses(&self) -> Vec<Ipv4Addr> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        held.extend(self.spares.addresses());
-        held
-    }
-
-    /// Where the spares' directories are (`spares/<spare identity>` beside the state file).
-    pub fn spares_root(&self) -> std::path::PathBuf {
-        crate::sandbox::spares::root(self.store.path())
-    }
-
-    /// Persists `state`; a failure is the request's 500.
-    pub fn save(&self, state: &State) -> Result<(), ApiError> {
-        self.store.save(state).map_err(|e| {
-            tracing::error!("cannot save the sandbox state: {e}");
-            ApiError::server_error(format!("the sandbox cannot save its state: {e}"))
-        })
-    }
-
-    /// Persists `state` from a background task, where nobody waits for an answer.
-    pub fn save_quietly(&self, state: &State) {
-        let _ = self.save(state);
-    }
-
-    /// Starts an action on a resource: recorded `in-progress` until [`Sandbox::finish`].
-    pub fn start_action(
-        &self,
-        state: &mut State,
-        kind: &str,
-        resource_id: u64,
-        resource_type: &str,
-        region: &str,
-    ) -> Action {
-        let action = Action {
-            id: state.next_id(),
-            status: ActionStatus::InProgress,
-            kind: kind.to_owned(),
-            started_at: Some(now()),
-            completed_at: None,
-            resource_id: Some(resource_id),
-            resource_type: Some(resource_type.to_owned()),
-            region: catalog::region(region),
-            region_slug: Some(region.to_owned()),
-        };
-        state.actions.push(action.clone());
-        action
-    }
-
-    /// Marks an action completed or errored, and saves.
-    pub async fn finish(&self, action_id: u64, outcome: Result<(), String>) {
-        let mut state = self.state.lock().await;
-        if let Some(action) = state.action_mut(action_id) {
-            action.completed_at = Some(now());
-            action.status = match &outcome {
-                Ok(()) => ActionStatus::Completed,
-                Err(_) => ActionStatus::Errored,
-            };
-            if let Err(reason) = &outcome {
-                tracing::warn!("action {action_id} ({}) failed: {reason}", action.kind);
-            }
-        }
-        self.save_quietly(&state);
-    }
-
-    pub fn action_href(&self, id: u64) -> String {
-        format!("{}/v2/actions/{id}", self.base_url)
-    }
-
-    fn authorized(&self, request: &Request) -> bool {
-        let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-            return false;
-        };
-        let Ok(text) = value.to_str() else {
-            return false;
-        };
-        let presented = text
-            .strip_prefix("Bearer ")
-            .or_else(|| text.strip_prefix("bearer "))
-            .unwrap_or("")
-            .trim();
-        constant_time_eq(presented.as_bytes(), self.token.as_bytes())
-    }
-
-    fn count_request(&self) -> (usize, u64) {
-        let now = unix_seconds();
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        while recent.front().is_some_and(|t| *t + 3600 <= now) {
-            recent.pop_front();
-        }
-        recent.push_back(now);
-        let reset = recent.front().map_or(now, |t| t + 3600);
-        (HOURLY_LIMIT.saturating_sub(recent.len()), reset)
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Now, as DigitalOcean writes times: `2020-07-21T18:37:44Z`.
-pub fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Every route of the contract.
 pub fn router(sandbox: Arc<Sandbox>) -> Router {
@@ -433,16 +251,15 @@ where
         .await
 }
 
-/// How long a droplet may take from its container starting to sshd answering.
-pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-
 #[cfg(test)]
 mod tests {
     //! The routes that need no droplet, over real HTTP; droplets themselves are tested with
     //! Docker in `tests/integration/sandbox.rs`.
 
     use super::*;
-    use crate::sandbox::store::NetworkRecord;
+    use crate::sandbox::backend::Docker;
+    use crate::sandbox::faults::Faults;
+    use crate::sandbox::store::{NetworkRecord, State, Store};
     use serde_json::{json, Value};
 
     const TOKEN: &str = "dop_v1_unit-test-token";

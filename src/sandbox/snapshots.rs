@@ -13,7 +13,7 @@ use crate::cloud::{
 };
 use crate::sandbox::api::{self, ApiError, ApiResult};
 use crate::sandbox::catalog;
-use crate::sandbox::server::Sandbox;
+use crate::sandbox::shared::Sandbox;
 use crate::sandbox::store::SnapshotRecord;
 
 /// A snapshot as `/v2/images/{id}` and a droplet's `image` show it.

@@ -25,7 +25,7 @@
 //!   create from a snapshot, or with no spare ready, boots a container on demand.
 //! - Spares are no droplets: never listed, counted or limited by the API, never under a
 //!   firewall. Each holds an address of the sandbox network, which the allocators of droplet
-//!   and reserved addresses skip ([`crate::sandbox::server::Sandbox::held_addresses`]); the
+//!   and reserved addresses skip ([`crate::sandbox::shared::Sandbox::held_addresses`]); the
 //!   droplet made from a spare keeps its address.
 //! - They carry the sandbox's label, so `infra sandbox down` removes them. They survive a
 //!   restart of the server: the new server adopts every running spare of the current image
@@ -33,138 +33,19 @@
 //!   up. `GET /sandbox/spares` (outside the DigitalOcean API) tells how full the pool is.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::{OsRng, RngCore};
-use serde::Serialize;
-use tokio::sync::Notify;
 
 use crate::sandbox::backend::{self, Docker, DropletRun};
-use crate::sandbox::droplets;
-use crate::sandbox::server::{Sandbox, BOOT_TIMEOUT};
+use crate::sandbox::shared::{Sandbox, BOOT_TIMEOUT};
+use crate::sandbox::spare_pool::QUIET;
+pub use crate::sandbox::spare_pool::{
+    dir, remove_dir, root, PoolStatus, Spare, Spares, DEFAULT_SPARES, MAX_SPARES,
+};
 use crate::sandbox::store::State;
-
-/// How many spares `infra sandbox up` keeps without `--spares`.
-pub const DEFAULT_SPARES: usize = 5;
-/// The most `--spares` accepts: each holds an address and about 35 MiB.
-pub const MAX_SPARES: usize = 20;
-
-/// A booted container waiting to become a droplet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spare {
-    /// Its container's name: `infra-sbx-<sandbox id>-spare-<hex>`.
-    pub container: String,
-    /// `spare-<hex>`: its hostname and `INFRA_DROPLET_ID` until it becomes a droplet.
-    pub identity: String,
-    pub ip: Ipv4Addr,
-}
-
-/// How full the pool is (`GET /sandbox/spares`, `infra sandbox status`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct PoolStatus {
-    pub target: usize,
-    pub ready: usize,
-    pub booting: usize,
-}
-
-#[derive(Debug, Default)]
-struct Pool {
-    ready: Vec<Spare>,
-    /// Addresses of spares being booted.
-    booting: Vec<Ipv4Addr>,
-}
-
-/// The pool, shared by the create route (which takes) and the refill task (which boots).
-#[derive(Debug, Default)]
-pub struct Spares {
-    target: usize,
-    pool: std::sync::Mutex<Pool>,
-    wake: Notify,
-    /// When a spare was last taken: refills wait for a quiet moment, so that booting the next
-    /// spare does not compete with a burst of creates for Docker and the CPU.
-    last_take: std::sync::Mutex<Option<Instant>>,
-}
-
-/// How long after the last take the pool starts refilling.
-const QUIET: Duration = Duration::from_secs(2);
-
-impl Spares {
-    pub fn new(target: usize, ready: Vec<Spare>) -> Spares {
-        Spares {
-            target,
-            pool: std::sync::Mutex::new(Pool {
-                ready,
-                booting: Vec::new(),
-            }),
-            wake: Notify::new(),
-            last_take: std::sync::Mutex::new(None),
-        }
-    }
-
-    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
-        self.pool.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The oldest ready spare, if any; the refill task then boots another.
-    pub fn take(&self) -> Option<Spare> {
-        let mut pool = self.pool();
-        if pool.ready.is_empty() {
-            return None;
-        }
-        let spare = pool.ready.remove(0);
-        drop(pool);
-        *self.last_take.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        self.wake.notify_one();
-        Some(spare)
-    }
-
-    /// The addresses spares hold, ready or booting.
-    pub fn addresses(&self) -> Vec<Ipv4Addr> {
-        let pool = self.pool();
-        pool.ready
-            .iter()
-            .map(|s| s.ip)
-            .chain(pool.booting.iter().copied())
-            .collect()
-    }
-
-    pub fn status(&self) -> PoolStatus {
-        let pool = self.pool();
-        PoolStatus {
-            target: self.target,
-            ready: pool.ready.len(),
-            booting: pool.booting.len(),
-        }
-    }
-}
-
-fn random_hex() -> String {
-    format!("{:08x}", OsRng.next_u32())
-}
-
-/// Where the spares' directories are: `spares/` beside the state file `state_file`, absolute
-/// (as `docker run --volume` needs).
-pub fn root(state_file: &Path) -> PathBuf {
-    let dir = state_file.parent().unwrap_or(Path::new(".")).join("spares");
-    std::path::absolute(&dir).unwrap_or(dir)
-}
-
-/// The directory of the spare `identity` (and later of the droplet made from it).
-pub fn dir(root: &Path, identity: &str) -> PathBuf {
-    root.join(identity)
-}
-
-/// Removes the directory of a spare, or of a droplet made from one, once its container is gone.
-pub fn remove_dir(root: &Path, identity: &str) {
-    let dir = dir(root, identity);
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!("cannot remove {}: {e}", dir.display());
-        }
-    }
-}
 
 /// How long a spare may take to claim the hand-over script (its init looks every 20 ms).
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -362,7 +243,8 @@ async fn boot(sandbox: &Sandbox) -> Result<Spare, String> {
         let state = sandbox.state.lock().await;
         let network = state.network.clone().ok_or("the sandbox network is gone")?;
         // Under the state lock, like a create's allocation, and held before it is released.
-        let ip = droplets::allocate_address(sandbox, &state, &network)
+        let ip = sandbox
+            .allocate_address(&state, &network)
             .ok_or("the sandbox network has no free address left")?;
         sandbox.spares.pool().booting.push(ip);
         let spare = Spare {
@@ -438,6 +320,10 @@ pub fn identify_script(spare_identity: &str, id: u64, name: &str) -> String {
     )
 }
 
+fn random_hex() -> String {
+    format!("{:08x}", OsRng.next_u32())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,7 +360,10 @@ mod tests {
 
     /// A spare's watcher (`droplet_init.sh`) in miniature: looks for the script, claims it,
     /// answers `status`.
-    fn watcher(dir: PathBuf, status: &'static str) -> std::thread::JoinHandle<(String, String)> {
+    fn watcher(
+        dir: std::path::PathBuf,
+        status: &'static str,
+    ) -> std::thread::JoinHandle<(String, String)> {
         std::thread::spawn(move || loop {
             if std::fs::rename(dir.join("take.sh"), dir.join("take.run")).is_ok() {
                 let keys = std::fs::read_to_string(dir.join("take.keys")).unwrap();

@@ -12,7 +12,7 @@ use crate::cloud::{
 };
 use crate::sandbox::api::{self, ApiError, ApiResult};
 use crate::sandbox::firewalls;
-use crate::sandbox::server::Sandbox;
+use crate::sandbox::shared::Sandbox;
 use crate::sandbox::store::State;
 
 /// DigitalOcean's rule: letters, digits, `:`, `-` and `_`, at most 255 characters.

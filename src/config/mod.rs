@@ -47,11 +47,8 @@ fn read_optional(
     path: &std::path::Path,
     problems: &mut Problems,
 ) -> Option<Value> {
-    if !path.exists() {
-        return None;
-    }
-    match Document::read(path, &project.display(path)) {
-        Ok(doc) => Some(doc.value),
+    match Document::read_optional(path, &project.display(path)) {
+        Ok(doc) => doc.map(|doc| doc.value),
         Err(p) => {
             problems.push(p);
             None

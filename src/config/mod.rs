@@ -166,6 +166,41 @@ pub fn load_with_problems(
     (loaded, problems, reports)
 }
 
+/// Checks the sizes and regions the spec asks for against those the cloud offers (`infra
+/// validate`). Only values that are well-formed slugs get here; an implied master is not
+/// written by the user, so its default size is not theirs to fix.
+pub fn check_catalog(loaded: &Loaded, catalog: &crate::cloud::catalog::Catalog) -> Problems {
+    let mut c = Checker::new(loaded.state.display());
+    let written = loaded
+        .state
+        .value()
+        .get("infrastructure_spec")
+        .and_then(|s| s.get("droplets"));
+    let dpath = "infrastructure_spec.droplets";
+    for (name, droplet) in &loaded.spec.droplets {
+        if written.and_then(|d| d.get(name)).is_none() {
+            continue;
+        }
+        let path = join(dpath, name);
+        if let Some(message) = catalog.size_problem(&droplet.size) {
+            c.error(&join(&path, "size"), message);
+        }
+        if let Some(message) = catalog.region_problem(&droplet.region) {
+            c.error(&join(&path, "region"), message);
+        }
+    }
+    for (name, project) in &loaded.spec.projects {
+        let path = join("infrastructure_spec.projects", name);
+        if let Some(message) = catalog.size_problem(&project.web_droplet_spec) {
+            c.error(&join(&path, "web_droplet_spec"), message);
+        }
+        if let Some(message) = project.region.as_deref().and_then(|r| catalog.region_problem(r)) {
+            c.error(&join(&path, "region"), message);
+        }
+    }
+    c.problems
+}
+
 /// Reads every config file, failing with all problems if any.
 pub fn load(project: &Project, state: impl Into<Arc<State>>) -> Result<Loaded, InvalidInput> {
     let (loaded, problems, _) = load_with_problems(project, state, false);

@@ -67,7 +67,8 @@ impl Document {
             location: Location::File,
             message: problem.to_string(),
         })?;
-        text.map(|text| Self::parse(path, display, &text)).transpose()
+        text.map(|text| Self::parse(path, display, &text))
+            .transpose()
     }
 
     /// The text the file had when it was read, if it was read.

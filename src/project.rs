@@ -188,7 +188,10 @@ pub enum SourceError {
     /// Neither the project nor the embedded defaults have it.
     NotFound,
     /// Something is at that path, but it cannot be read as text.
-    Unreadable { display: String, problem: ReadProblem },
+    Unreadable {
+        display: String,
+        problem: ReadProblem,
+    },
 }
 
 /// What is wrong with a path that exists: each case asks the user for a different fix, so
@@ -199,7 +202,10 @@ pub enum ReadProblem {
     /// A symbolic link whose target does not exist (the target as the link states it).
     BrokenLink(PathBuf),
     /// The first byte that is not valid UTF-8: its offset from the start and its line.
-    NotUtf8 { offset: usize, line: usize },
+    NotUtf8 {
+        offset: usize,
+        line: usize,
+    },
     /// Any other failure to read (permission denied, an I/O error), in the system's words.
     Io(String),
 }
@@ -277,7 +283,10 @@ pub fn read_text(path: &Path) -> Result<Option<String>, ReadProblem> {
     };
     String::from_utf8(bytes).map(Some).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
-        let line = 1 + e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count();
+        let line = 1 + e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
         ReadProblem::NotUtf8 { offset, line }
     })
 }
@@ -316,7 +325,10 @@ mod tests {
         assert_eq!(read_text(&at("ok.rhai/below")), Ok(None));
         assert_eq!(
             read_text(&at("latin1.rhai")),
-            Err(ReadProblem::NotUtf8 { offset: 12, line: 2 })
+            Err(ReadProblem::NotUtf8 {
+                offset: 12,
+                line: 2
+            })
         );
         assert_eq!(read_text(&at("dir.rhai")), Err(ReadProblem::Directory));
         assert_eq!(
@@ -348,6 +360,9 @@ mod tests {
             project.playbook("scale").unwrap().display,
             "<embedded>/playbooks/scale.rhai"
         );
-        assert_eq!(project.playbook("nosuch").unwrap_err(), SourceError::NotFound);
+        assert_eq!(
+            project.playbook("nosuch").unwrap_err(),
+            SourceError::NotFound
+        );
     }
 }

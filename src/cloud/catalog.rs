@@ -119,8 +119,8 @@ const BUNDLED_SIZES: &[&str] = &[
 
 /// DigitalOcean's datacenter region slugs.
 const BUNDLED_REGIONS: &[&str] = &[
-    "nyc1", "nyc2", "nyc3", "sfo1", "sfo2", "sfo3", "ams2", "ams3", "sgp1", "lon1", "fra1",
-    "tor1", "blr1", "syd1", "atl1",
+    "nyc1", "nyc2", "nyc3", "sfo1", "sfo2", "sfo3", "ams2", "ams3", "sgp1", "lon1", "fra1", "tor1",
+    "blr1", "syd1", "atl1",
 ];
 
 /// Sizes and regions one cloud offers.
@@ -176,7 +176,9 @@ impl Catalog {
                 Some(_) => format!("it offers {}", known.join(", ")),
             },
         };
-        Some(format!("`{slug}` is not a {what} {offered_by} offers; {hint}"))
+        Some(format!(
+            "`{slug}` is not a {what} {offered_by} offers; {hint}"
+        ))
     }
 }
 
@@ -194,8 +196,8 @@ fn cached(project: &Project, endpoint: &str) -> Option<Catalog> {
 
 /// Asks the cloud for its sizes and regions (the available ones).
 async fn fetch(client: &Client) -> Result<Catalog, String> {
-    let (sizes, regions) = tokio::try_join!(client.list_sizes(), client.list_regions())
-        .map_err(|e| e.to_string())?;
+    let (sizes, regions) =
+        tokio::try_join!(client.list_sizes(), client.list_regions()).map_err(|e| e.to_string())?;
     let catalog = Catalog {
         endpoint: Some(client.base_url().to_string()),
         sizes: sizes
@@ -239,7 +241,10 @@ pub async fn for_validation(project: &Project) -> Catalog {
             let written = std::fs::create_dir_all(project.infra_dir())
                 .and_then(|()| crate::atomic_file::write(&path, text.as_bytes()));
             if let Err(e) = written {
-                tracing::debug!("cannot keep the sizes and regions in {}: {e}", path.display());
+                tracing::debug!(
+                    "cannot keep the sizes and regions in {}: {e}",
+                    path.display()
+                );
             }
             catalog
         }

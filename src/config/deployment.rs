@@ -20,7 +20,9 @@ pub const PLATFORMS: &[&str] = &["docker", "podman", "kubernetes"];
 pub const ROOT_KEYS: &[&str] = &["deployment_platform", "projects", "registry"];
 
 /// Keys of a project under `projects`.
-pub const PROJECT_KEYS: &[&str] = &["repo", "branch", "platform", "registry", "domains", "services"];
+pub const PROJECT_KEYS: &[&str] = &[
+    "repo", "branch", "platform", "registry", "domains", "services",
+];
 
 /// Keys of a service under `projects.<name>.services`. The health, singleton and queue
 /// settings are the seed's worker model (deploys and the monitor read them).

@@ -194,7 +194,11 @@ pub fn check_catalog(loaded: &Loaded, catalog: &crate::cloud::catalog::Catalog) 
         if let Some(message) = catalog.size_problem(&project.web_droplet_spec) {
             c.error(&join(&path, "web_droplet_spec"), message);
         }
-        if let Some(message) = project.region.as_deref().and_then(|r| catalog.region_problem(r)) {
+        if let Some(message) = project
+            .region
+            .as_deref()
+            .and_then(|r| catalog.region_problem(r))
+        {
             c.error(&join(&path, "region"), message);
         }
     }

@@ -1058,6 +1058,9 @@ fn user_keys_and_free_form_maps_are_accepted_and_kept_on_save() {
         "\"x-rack\": 1",
         "\"web_droplets\": 3",
     ] {
-        assert!(state.contains(kept), "`{kept}` is not in the saved state:\n{state}");
+        assert!(
+            state.contains(kept),
+            "`{kept}` is not in the saved state:\n{state}"
+        );
     }
 }

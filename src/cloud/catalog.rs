@@ -221,8 +221,8 @@ async fn fetch(client: &Client) -> Result<Catalog, String> {
 /// The lists to validate the spec of `project` against (see the module's header). Never
 /// fails: a cloud that cannot be asked is logged at debug level and the fallback used.
 pub async fn for_validation(project: &Project) -> Catalog {
-    let client = match Client::for_project(project) {
-        Ok(client) => client,
+    match Client::for_project(project) {
+        Ok(client) => refreshed(project, &client).await,
         Err(e) => {
             // No cloud configured: the lists fetched from DigitalOcean before, else ours.
             tracing::debug!("sizes and regions not refreshed: {e}");
@@ -230,11 +230,16 @@ pub async fn for_validation(project: &Project) -> Catalog {
                 .ok()
                 .filter(|u| !u.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_API_URL.to_string());
-            return cached(project, endpoint.trim()).unwrap_or_else(Catalog::bundled);
+            cached(project, endpoint.trim()).unwrap_or_else(Catalog::bundled)
         }
-    };
+    }
+}
+
+/// The lists `client`'s cloud answers with, kept for the next run; when it does not answer
+/// within [`REFRESH_TIMEOUT`], the ones it gave last time, else the bundled ones.
+pub async fn refreshed(project: &Project, client: &Client) -> Catalog {
     let endpoint = client.base_url().to_string();
-    match tokio::time::timeout(REFRESH_TIMEOUT, fetch(&client)).await {
+    let failure = match tokio::time::timeout(REFRESH_TIMEOUT, fetch(client)).await {
         Ok(Ok(catalog)) => {
             let text = serde_json::to_string_pretty(&catalog).expect("a catalog serializes");
             let path = cache_path(project);
@@ -246,20 +251,13 @@ pub async fn for_validation(project: &Project) -> Catalog {
                     path.display()
                 );
             }
-            catalog
+            return catalog;
         }
-        Ok(Err(e)) => {
-            tracing::debug!("sizes and regions not refreshed from {endpoint}: {e}");
-            cached(project, &endpoint).unwrap_or_else(Catalog::bundled)
-        }
-        Err(_) => {
-            tracing::debug!(
-                "sizes and regions not refreshed: {endpoint} did not answer within {}s",
-                REFRESH_TIMEOUT.as_secs()
-            );
-            cached(project, &endpoint).unwrap_or_else(Catalog::bundled)
-        }
-    }
+        Ok(Err(e)) => e,
+        Err(_) => format!("no answer within {}s", REFRESH_TIMEOUT.as_secs()),
+    };
+    tracing::debug!("sizes and regions not refreshed from {endpoint}: {failure}");
+    cached(project, &endpoint).unwrap_or_else(Catalog::bundled)
 }
 
 #[cfg(test)]
@@ -334,5 +332,75 @@ mod tests {
         .unwrap();
         assert_eq!(cached(&project, "http://127.0.0.1:8089"), Some(catalog));
         assert_eq!(cached(&project, DEFAULT_API_URL), None);
+    }
+
+    /// A stand-in cloud on loopback that answers `/v2/sizes` and `/v2/regions` as
+    /// DigitalOcean does (one page), with one size that is not available.
+    async fn serve_lists() -> (String, tokio::task::JoinHandle<()>) {
+        use axum::routing::get;
+        use serde_json::json;
+        let size = |slug: &str, available: bool| {
+            json!({"slug": slug, "memory": 1024, "vcpus": 1, "disk": 25, "transfer": 1.0,
+                   "price_monthly": 6.0, "price_hourly": 0.009, "regions": ["lon1"],
+                   "available": available, "description": "Basic"})
+        };
+        let sizes = json!({
+            "sizes": [size("s-1vcpu-1gb", true), size("s-9vcpu-9gb", false)],
+            "links": {}, "meta": {"total": 2}
+        });
+        let regions = json!({
+            "regions": [{"name": "London 1", "slug": "lon1", "features": [], "available": true,
+                         "sizes": ["s-1vcpu-1gb"]}],
+            "links": {}, "meta": {"total": 1}
+        });
+        let app = axum::Router::new()
+            .route("/v2/sizes", get(move || async move { axum::Json(sizes) }))
+            .route(
+                "/v2/regions",
+                get(move || async move { axum::Json(regions) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        (url, server)
+    }
+
+    fn client(url: &str) -> Client {
+        let once = crate::cloud::RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        };
+        Client::new(url, crate::cloud::Token::new("test-token").unwrap(), once).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_clouds_lists_are_fetched_kept_and_used_while_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::new(dir.path(), std::path::Path::new("config"));
+        let (url, server) = serve_lists().await;
+        let fetched = refreshed(&project, &client(&url)).await;
+        assert_eq!(fetched.sizes, ["s-1vcpu-1gb"]);
+        assert_eq!(fetched.regions, ["lon1"]);
+        let endpoint = fetched.endpoint.clone().unwrap();
+        assert!(endpoint.starts_with(&url), "{endpoint}");
+        assert!(cache_path(&project).exists());
+
+        // The cloud is gone: a new client (no pooled connection) gets the kept lists, as
+        // they are in the file (changed here, so they cannot have come from the server).
+        server.abort();
+        let _ = server.await;
+        let kept = Catalog {
+            sizes: vec!["s-2vcpu-4gb".into()],
+            ..fetched.clone()
+        };
+        std::fs::write(cache_path(&project), serde_json::to_string(&kept).unwrap()).unwrap();
+        assert_eq!(refreshed(&project, &client(&url)).await, kept);
+        // Another endpoint never uses them.
+        assert_eq!(
+            refreshed(&project, &client("http://127.0.0.1:9")).await,
+            Catalog::bundled()
+        );
     }
 }

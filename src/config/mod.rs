@@ -219,11 +219,10 @@ pub fn remove_project_deployment(
     dry_run: bool,
 ) -> Result<bool, Problem> {
     let path = project.deployment_path();
-    if !path.exists() {
-        return Ok(false);
-    }
     let display = project.display(&path);
-    let mut doc = Document::read(&path, &display)?;
+    let Some(mut doc) = Document::read_optional(&path, &display)? else {
+        return Ok(false);
+    };
     let removed = doc
         .value
         .get_mut("projects")

@@ -781,6 +781,13 @@ const CASES: &[Case] = &[
         "error: module `latin1`: `stdlib/latin1.rhai` exists but is not UTF-8 text (the byte at offset 6, on line 1, is not valid UTF-8); save it as UTF-8\n",
     ),
     case(
+        "template not UTF-8",
+        &[WriteBytes("templates/vault/vault.hcl.j2", b"{# caf\xe9 #}\n")],
+        &["render", "vault/vault.hcl.j2"],
+        2,
+        "error: templates/vault/vault.hcl.j2: invalid operation: template `templates/vault/vault.hcl.j2` exists but is not UTF-8 text (the byte at offset 6, on line 1, is not valid UTF-8); save it as UTF-8\n",
+    ),
+    case(
         "state file not UTF-8",
         &[WriteBytes(STATE, b"{\"droplets\": \"\xff\"}\n")],
         VALIDATE,

@@ -12,6 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod run_mode;
+
 const BIN: &str = env!("CARGO_BIN_EXE_infra");
 const ROUNDS: usize = 3;
 const RERUNS: usize = 7;
@@ -57,7 +59,7 @@ fn main() {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        println!("orchestrate benchmark: Docker is not available here; nothing measured");
+        run_mode::skip("orchestrate", "Docker is not usable here");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +80,8 @@ fn main() {
     let (mut total, mut api, mut boot, mut own, mut per_droplet) =
         (vec![], vec![], vec![], vec![], vec![]);
     let mut reruns = vec![];
-    for _ in 0..ROUNDS {
+    let (rounds, reruns_each) = (run_mode::repeat(ROUNDS), run_mode::repeat(RERUNS));
+    for _ in 0..rounds {
         std::fs::write(dir.join("config/infrastructure.json"), &initial).unwrap();
         infra(dir, &["sandbox", "up"]);
         let before = requests(dir).len();
@@ -113,7 +116,7 @@ fn main() {
             droplet_requests,
             made.len() - droplet_requests
         );
-        for _ in 0..RERUNS {
+        for _ in 0..reruns_each {
             let before = requests(dir).len();
             let (out, took) = infra(dir, &["orchestrate"]);
             assert!(out.contains("No changes"), "{out}");
@@ -127,7 +130,7 @@ fn main() {
         infra(dir, &["sandbox", "down"]);
     }
     let (t, a, b, o) = (median(total), median(api), median(boot), median(own));
-    println!("| what | median of {ROUNDS} |");
+    println!("| what | median of {rounds} |");
     println!("|---|---|");
     println!("| orchestrate the init spec (4 droplets), wall | {t:.0} ms |");
     println!(
@@ -148,7 +151,7 @@ fn main() {
     );
     println!(
         "| no-change re-run (median of {}) | {:.0} ms |",
-        ROUNDS * RERUNS,
+        rounds * reruns_each,
         median(reruns)
     );
 }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+mod run_mode;
+
 const RUNS: usize = 11;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -95,7 +97,7 @@ fn generate(dir: &Path, projects: usize) {
 fn time_command(bin: &str, dir: &Path, args: &[&str]) -> (Duration, u64) {
     let mut samples = Vec::new();
     let mut peak_kb = 0;
-    for _ in 0..RUNS {
+    for _ in 0..run_mode::repeat(RUNS) {
         let start = Instant::now();
         let out = Command::new("/usr/bin/time")
             .args(["-f", "%M"])
@@ -141,6 +143,13 @@ fn main() {
         println!("wrote {}", out.display());
         return;
     }
+    if !Path::new("/usr/bin/time").exists() {
+        run_mode::skip(
+            "plan_status",
+            "GNU time measures peak memory and is not installed (apt-get install time)",
+        );
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), projects);
     let state_path = dir.path().join("config/infrastructure.json");
@@ -155,7 +164,7 @@ fn main() {
         .sum();
 
     let parse_in_process = median(
-        (0..RUNS)
+        (0..run_mode::repeat(RUNS))
             .map(|_| {
                 let start = Instant::now();
                 let text = std::fs::read_to_string(&state_path).unwrap();
@@ -180,7 +189,10 @@ fn main() {
         "fleet: {projects} projects, {droplets} droplets, {services} services; state file {:.1} MB",
         text.len() as f64 / 1e6
     );
-    println!("| what | median of {RUNS} | ratio to parse | peak RSS |");
+    println!(
+        "| what | median of {} | ratio to parse | peak RSS |",
+        run_mode::repeat(RUNS)
+    );
     println!("|---|---|---|---|");
     println!(
         "| read + serde_json parse, in a process of its own | {:.1} ms | 1.0 | {:.1} MB |",

@@ -31,6 +31,8 @@ use infra::cloud::{
     SshKeyCreate, SshKeyRef, Token,
 };
 
+mod run_mode;
+
 const BIN: &str = env!("CARGO_BIN_EXE_infra");
 const ROUNDS: usize = 3;
 /// How often the timing rounds poll, and how often the request-counting round does.
@@ -41,7 +43,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn main() {
     let docker = Command::new("docker").arg("version").output();
     if !docker.is_ok_and(|o| o.status.success()) {
-        println!("sandbox_boot: skipped, Docker is not usable here");
+        run_mode::skip("sandbox_boot", "Docker is not usable here");
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -121,17 +123,18 @@ async fn run(project: &Path, url: &str, token: &str) {
         .unwrap_or(5);
     println!("spares kept booted: {spares} (each round starts with the pool full)");
     println!();
-    println!("| droplets at once | create → SSH answering, all (median of {ROUNDS}) | runs | create → active, mean per droplet | requests per droplet (1 s polls) |");
+    let rounds_each = run_mode::repeat(ROUNDS);
+    println!("| droplets at once | create → SSH answering, all (median of {rounds_each}) | runs | create → active, mean per droplet | requests per droplet (1 s polls) |");
     println!("|---|---|---|---|---|");
     let mut memory = None;
     let mut medians = Vec::new();
     for count in [1usize, 5] {
         let mut rounds = Vec::new();
-        for round in 0..ROUNDS {
+        for round in 0..rounds_each {
             let tag = format!("bench-{count}-{round}");
             wait_pool(&ca, url, token, spares).await;
             rounds.push(create_and_wait(&client, key.id, count, &tag, FAST_POLL).await);
-            if count == 5 && round == ROUNDS - 1 {
+            if count == 5 && round == rounds_each - 1 {
                 memory = Some(measure_memory(project, server_pid, &sandbox_id));
             }
             client.delete_droplets_by_tag(&tag).await.unwrap();
@@ -143,7 +146,7 @@ async fn run(project: &Path, url: &str, token: &str) {
         let requests = log_lines(&log) - requests_before;
         client.delete_droplets_by_tag(&tag).await.unwrap();
         rounds.sort_by_key(|r| r.ssh_all);
-        let median = &rounds[ROUNDS / 2];
+        let median = &rounds[rounds_each / 2];
         println!(
             "| {count} | {:.2} s | {} | {:.2} s | {:.1} |",
             median.ssh_all.as_secs_f64(),

@@ -52,12 +52,23 @@ impl Document {
 
     /// Reads and parses the file at `path`.
     pub fn read(path: &Path, display: &str) -> Result<Self, Problem> {
-        let text = std::fs::read_to_string(path).map_err(|e| Problem {
+        Self::read_optional(path, display)?.ok_or_else(|| Problem {
             file: display.to_string(),
             location: Location::File,
-            message: format!("cannot read: {e}"),
+            message: "not found".into(),
+        })
+    }
+
+    /// Reads and parses the file at `path`; `Ok(None)` when nothing is there. A directory, a
+    /// broken symbolic link or a file that is not UTF-8 is a problem, never "missing".
+    pub fn read_optional(path: &Path, display: &str) -> Result<Option<Self>, Problem> {
+        let text = crate::project::read_text(path).map_err(|problem| Problem {
+            file: display.to_string(),
+            location: Location::File,
+            message: problem.to_string(),
         })?;
-        Self::parse(path, display, &text)
+        text.map(|text| Self::parse(path, display, &text))
+            .transpose()
     }
 
     /// The text the file had when it was read, if it was read.

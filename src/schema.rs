@@ -335,3 +335,132 @@ pub fn identifier_problem(name: &str, what: &str) -> Option<String> {
         )
     })
 }
+
+/// Keys under this prefix belong to the user (notes, their own tools): infra keeps them on save
+/// and never reports them.
+pub const USER_KEY_PREFIX: &str = "x-";
+
+impl Checker<'_> {
+    /// Reports each key of `map` that is not in `known`, naming the nearest known key when one
+    /// is close, as Terraform does for an unknown argument. A user's `x-` keys are left alone,
+    /// and so are the keys in `reported_elsewhere` (a check of their own says what is wrong).
+    /// Unknown keys are only reported: the document keeps them on save.
+    pub fn unknown_keys(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &(impl PathArg + ?Sized),
+        known: &[&str],
+        reported_elsewhere: &[&str],
+    ) {
+        for key in map.keys() {
+            let key = key.as_str();
+            if known.contains(&key)
+                || reported_elsewhere.contains(&key)
+                || key.starts_with(USER_KEY_PREFIX)
+            {
+                continue;
+            }
+            let message = match nearest(key, known.iter().copied()) {
+                Some(near) => format!("unknown key `{key}`; did you mean `{near}`?"),
+                None => format!(
+                    "unknown key `{key}`; infra does not use it: remove it, or start a key of your own with `{USER_KEY_PREFIX}`"
+                ),
+            };
+            self.error(&Field(path, key), message);
+        }
+    }
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a likely
+/// misspelling: at most a third of the word's length (and at least 1), as compilers suggest
+/// names. Case is ignored, so `Environments` finds `environments`.
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let word = word.to_lowercase();
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&word, &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance with adjacent transpositions counted as one edit (optimal string
+/// alignment), over characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Three rows: two back for transpositions, the previous one, the current one.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current: Vec<usize> = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        current[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            current[j] = d;
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_edits_and_transpositions() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("enviroments", "environments"), 1);
+        assert_eq!(edit_distance("evnironments", "environments"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("size", "size"), 0);
+    }
+
+    #[test]
+    fn nearest_names_only_a_close_candidate() {
+        let known = ["environments", "web_droplets", "web_droplet_spec", "region"];
+        assert_eq!(nearest("enviroments", known), Some("environments"));
+        assert_eq!(nearest("Environments", known), Some("environments"));
+        assert_eq!(nearest("web_droplet", known), Some("web_droplets"));
+        assert_eq!(nearest("regoin", known), Some("region"));
+        assert_eq!(nearest("colour", known), None);
+        assert_eq!(nearest("x", known), None);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_the_nearest_and_user_keys_left_alone() {
+        let value: Value = serde_json::json!({
+            "size": "s-1vcpu-1gb",
+            "regoin": "lon1",
+            "colour": "blue",
+            "x-owner": "me",
+            "password": "reported by another check"
+        });
+        let mut c = Checker::new("f.json");
+        c.unknown_keys(
+            value.as_object().unwrap(),
+            "droplets.web",
+            &["size", "region", "role"],
+            &["password"],
+        );
+        let lines: Vec<String> = c.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "f.json: droplets.web.regoin: unknown key `regoin`; did you mean `region`?",
+                "f.json: droplets.web.colour: unknown key `colour`; infra does not use it: remove it, or start a key of your own with `x-`",
+            ]
+        );
+    }
+}

@@ -92,7 +92,16 @@ impl Templates {
             if let Some(problem) = name_problem(name) {
                 return Err(minijinja::Error::new(ErrorKind::InvalidOperation, problem));
             }
-            let found = project.source(&format!("templates/{name}"));
+            let found = match project.source(&format!("templates/{name}")) {
+                Ok(source) => Some(source),
+                Err(crate::project::SourceError::NotFound) => None,
+                Err(e) => {
+                    return Err(minijinja::Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("template {e}"),
+                    ))
+                }
+            };
             Ok(found.map(|source| {
                 let text = source.text.clone();
                 seen.lock()

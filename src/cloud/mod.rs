@@ -15,6 +15,7 @@
 //! - Secrecy: the token lives in [`Token`], which prints as `***`; errors carry method and
 //!   path, never the host's credentials or the token.
 
+pub mod catalog;
 mod client;
 pub mod endpoint;
 mod ensure;

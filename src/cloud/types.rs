@@ -645,6 +645,12 @@ pub struct DropletMultiCreate {
     pub spec: DropletSpec,
 }
 
+impl DropletMultiCreate {
+    /// The most names one request may carry (DigitalOcean's limit): more droplets take more
+    /// requests.
+    pub const MAX_NAMES: usize = 10;
+}
+
 /// Answer to a single-droplet create.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DropletCreated {

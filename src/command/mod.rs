@@ -136,7 +136,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
     };
     match cli.command {
         Command::Init { force } => init::run(&env, force),
-        Command::Validate => validate::run(&env),
+        Command::Validate => validate::run(&env).await,
         Command::Status { refresh } => status::run(&env, refresh).await,
         Command::Discover {
             project,

@@ -64,16 +64,10 @@ async fn run_named(
     args: Vec<String>,
     opts: IndexMap<String, Dynamic>,
 ) -> Outcome {
-    if env.project.root.join(&file).is_dir() {
-        return Err(Failure::input(format!(
-            "`{file}` is a directory; give a playbook file (.rhai)"
-        )));
-    }
-    let source = env.project.playbook(&file).ok_or_else(|| {
-        Failure::input(format!(
-            "playbook `{file}` not found; give a path to a .rhai file or the name of a bundled playbook (`infra init` writes them to playbooks/)"
-        ))
-    })?;
+    let source = env
+        .project
+        .playbook(&file)
+        .map_err(|e| Failure::input(e.playbook_message(&file)))?;
     let host = host(env);
     tokio::task::spawn_blocking(move || {
         host.run_source(&source, &args, &opts)
@@ -94,8 +88,8 @@ pub async fn run(
     if !watch {
         return run_named(env, file, args, opts).await;
     }
-    if env.project.playbook(&file).is_none() {
-        return Err(Failure::input(format!("playbook `{file}` not found")));
+    if let Err(e) = env.project.playbook(&file) {
+        return Err(Failure::input(e.playbook_message(&file)));
     }
     let host = host(env);
     tokio::task::spawn_blocking(move || {

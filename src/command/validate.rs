@@ -35,7 +35,7 @@ fn problem_json(p: &Problem) -> ProblemJson<'_> {
     }
 }
 
-pub fn run(env: &Env) -> Outcome {
+pub async fn run(env: &Env) -> Outcome {
     let project = &env.project;
     let path = project.state_path();
     let display = project.display(&path);
@@ -50,7 +50,9 @@ pub fn run(env: &Env) -> Outcome {
             (all, None)
         }
         Ok(state) => {
-            let (loaded, problems, files) = load_with_problems(project, state, true);
+            let (loaded, mut problems, files) = load_with_problems(project, state, true);
+            let catalog = crate::fleet::catalog_for_validation(project).await;
+            problems.extend(crate::config::check_catalog(&loaded, &catalog));
             let services: usize = loaded.services.values().map(|s| s.len()).sum();
             let summary = json!({
                 "files": files,

@@ -11,6 +11,41 @@ use crate::state::spec::environment_problem;
 
 pub const PLATFORMS: &[&str] = &["docker", "podman", "kubernetes"];
 
+// The keys infra reads in each object of deployment_config.json, one place per object: a key
+// added to the format is one line here. Any other key is reported as unknown, with the nearest
+// of these; keys starting with `x-` are the user's own. `environment` (a service's variables)
+// and `domains` (by environment) are maps whose keys the user chooses.
+
+/// Keys at the top of the file. `registry`: where images are pushed (the master's by default).
+pub const ROOT_KEYS: &[&str] = &["deployment_platform", "projects", "registry"];
+
+/// Keys of a project under `projects`.
+pub const PROJECT_KEYS: &[&str] = &[
+    "repo", "branch", "platform", "registry", "domains", "services",
+];
+
+/// Keys of a service under `projects.<name>.services`. The health, singleton and queue
+/// settings are the seed's worker model (deploys and the monitor read them).
+pub const SERVICE_KEYS: &[&str] = &[
+    "type",
+    "containerfile_path",
+    "command",
+    "secrets",
+    "environment",
+    "port",
+    "base_port",
+    "replicas",
+    "droplets",
+    "path",
+    "health_check",
+    "health_path",
+    "health_timeout",
+    "singleton",
+    "queues",
+    "max_queue_depth",
+    "max_requeues",
+];
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum PortSetting {
@@ -140,6 +175,7 @@ impl DeploymentConfig {
         let Some(root) = c.object("", value) else {
             return config;
         };
+        c.unknown_keys(root, "", ROOT_KEYS, &[]);
         if let Some(v) = root.get("deployment_platform") {
             if let Some(p) = c.one_of("deployment_platform", v, PLATFORMS) {
                 config.deployment_platform = p;
@@ -158,6 +194,7 @@ impl DeploymentConfig {
 
 fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectDeployment> {
     let map = c.object(path, value)?;
+    c.unknown_keys(map, path, PROJECT_KEYS, &[]);
     let repo = c.opt_string(map, path, "repo", "\"git@github.com:me/app.git\"");
     let branch = c
         .opt_string(map, path, "branch", "\"main\"")
@@ -214,6 +251,7 @@ fn check_service(
     value: &Value,
 ) -> Option<ServiceConfig> {
     let map = c.object(path, value)?;
+    c.unknown_keys(map, path, SERVICE_KEYS, &[]);
     let kind = match map.get("type") {
         None => Some(ServiceKind::Web),
         Some(v) => c

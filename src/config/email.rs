@@ -7,6 +7,22 @@ use crate::schema::{join, Checker};
 
 pub const SECURITY: &[&str] = &["starttls", "tls", "none"];
 
+// The keys infra reads in each object of email_config.json, one place per object: a key added
+// to the format is one line here. Any other key is reported as unknown, with the nearest of
+// these; keys starting with `x-` are the user's own.
+
+/// Keys at the top of the file.
+pub const ROOT_KEYS: &[&str] = &["enabled", "smtp", "from", "recipients", "heartbeat"];
+
+/// Keys of `smtp`.
+pub const SMTP_KEYS: &[&str] = &["host", "port", "username", "password_env", "security"];
+
+/// Keys of `heartbeat`.
+pub const HEARTBEAT_KEYS: &[&str] = &["interval_minutes"];
+
+/// Keys that would hold a secret's value; [`check_no_secret_values`] reports them.
+pub const SECRET_VALUE_KEYS: &[&str] = &["password", "token", "auth_token", "api_key", "secret"];
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SmtpConfig {
     pub host: String,
@@ -57,7 +73,7 @@ pub fn env_var_problem(s: &str) -> Option<String> {
 
 /// Keys that would hold a secret's value. Config files name environment variables instead.
 pub fn check_no_secret_values(c: &mut Checker, path: &str, map: &serde_json::Map<String, Value>) {
-    for key in ["password", "token", "auth_token", "api_key", "secret"] {
+    for &key in SECRET_VALUE_KEYS {
         if map.contains_key(key) {
             c.error(
                 &join(path, key),
@@ -89,8 +105,10 @@ impl EmailConfig {
         let Some(root) = c.object("", value) else {
             return config;
         };
+        c.unknown_keys(root, "", ROOT_KEYS, &[]);
         config.enabled = c.opt_bool(root, "", "enabled").unwrap_or(true);
         if let Some(smtp) = c.opt_object(root, "", "smtp") {
+            c.unknown_keys(smtp, "smtp", SMTP_KEYS, SECRET_VALUE_KEYS);
             check_no_secret_values(c, "smtp", smtp);
             let host = c.req_string(smtp, "smtp", "host", "\"smtp.example.com\"");
             let port = c.opt_integer(smtp, "smtp", "port", 1, 65535).unwrap_or(587) as u16;
@@ -129,6 +147,7 @@ impl EmailConfig {
             }
         }
         if let Some(hb) = c.opt_object(root, "", "heartbeat") {
+            c.unknown_keys(hb, "heartbeat", HEARTBEAT_KEYS, &[]);
             if let Some(n) = c.opt_integer(hb, "heartbeat", "interval_minutes", 1, 10080) {
                 config.heartbeat_interval_minutes = n as u32;
             }

@@ -48,11 +48,8 @@ fn read_optional(
     path: &std::path::Path,
     problems: &mut Problems,
 ) -> Option<Value> {
-    if !path.exists() {
-        return None;
-    }
-    match Document::read(path, &project.display(path)) {
-        Ok(doc) => Some(doc.value),
+    match Document::read_optional(path, &project.display(path)) {
+        Ok(doc) => doc.map(|doc| doc.value),
         Err(p) => {
             problems.push(p);
             None
@@ -170,6 +167,45 @@ pub fn load_with_problems(
     (loaded, problems, reports)
 }
 
+/// Checks the sizes and regions the spec asks for against those the cloud offers (`infra
+/// validate`). Only values that are well-formed slugs get here; an implied master is not
+/// written by the user, so its default size is not theirs to fix.
+pub fn check_catalog(loaded: &Loaded, catalog: &crate::cloud::catalog::Catalog) -> Problems {
+    let mut c = Checker::new(loaded.state.display());
+    let written = loaded
+        .state
+        .value()
+        .get("infrastructure_spec")
+        .and_then(|s| s.get("droplets"));
+    let dpath = "infrastructure_spec.droplets";
+    for (name, droplet) in &loaded.spec.droplets {
+        if written.and_then(|d| d.get(name)).is_none() {
+            continue;
+        }
+        let path = join(dpath, name);
+        if let Some(message) = catalog.size_problem(&droplet.size) {
+            c.error(&join(&path, "size"), message);
+        }
+        if let Some(message) = catalog.region_problem(&droplet.region) {
+            c.error(&join(&path, "region"), message);
+        }
+    }
+    for (name, project) in &loaded.spec.projects {
+        let path = join("infrastructure_spec.projects", name);
+        if let Some(message) = catalog.size_problem(&project.web_droplet_spec) {
+            c.error(&join(&path, "web_droplet_spec"), message);
+        }
+        if let Some(message) = project
+            .region
+            .as_deref()
+            .and_then(|r| catalog.region_problem(r))
+        {
+            c.error(&join(&path, "region"), message);
+        }
+    }
+    c.problems
+}
+
 /// Reads every config file, failing with all problems if any.
 pub fn load(project: &Project, state: impl Into<Arc<State>>) -> Result<Loaded, InvalidInput> {
     let (loaded, problems, _) = load_with_problems(project, state, false);
@@ -184,11 +220,10 @@ pub fn remove_project_deployment(
     dry_run: bool,
 ) -> Result<bool, Problem> {
     let path = project.deployment_path();
-    if !path.exists() {
-        return Ok(false);
-    }
     let display = project.display(&path);
-    let mut doc = Document::read(&path, &display)?;
+    let Some(mut doc) = Document::read_optional(&path, &display)? else {
+        return Ok(false);
+    };
     let removed = doc
         .value
         .get_mut("projects")

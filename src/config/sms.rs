@@ -3,10 +3,23 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::email::{check_env_name, check_no_secret_values};
+use super::email::{check_env_name, check_no_secret_values, SECRET_VALUE_KEYS};
 use crate::schema::Checker;
 
 pub const PROVIDERS: &[&str] = &["twilio", "http"];
+
+/// The keys infra reads in sms_config.json, in one place: a key added to the format is one line
+/// here. Any other key is reported as unknown, with the nearest of these; keys starting with
+/// `x-` are the user's own.
+pub const KEYS: &[&str] = &[
+    "enabled",
+    "provider",
+    "api_url",
+    "account_sid_env",
+    "auth_token_env",
+    "from",
+    "recipients",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct SmsConfig {
@@ -34,6 +47,7 @@ impl SmsConfig {
         let Some(root) = c.object("", value) else {
             return config;
         };
+        c.unknown_keys(root, "", KEYS, SECRET_VALUE_KEYS);
         check_no_secret_values(c, "", root);
         config.enabled = c.opt_bool(root, "", "enabled").unwrap_or(false);
         config.provider = root

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::cloud::catalog::{self, Catalog};
 use crate::cloud::{Client, CloudError, SshKey};
 use crate::project::Project;
 use crate::report::{Change, Reporter};
@@ -186,5 +187,23 @@ impl Fleet {
             &format!("registered the infrastructure SSH key (id {})", key.id),
         );
         Ok(Some(key))
+    }
+}
+
+/// The lists of sizes and regions to validate the spec of `project` against (see
+/// `cloud::catalog`). Never
+/// fails: a cloud that cannot be asked is logged at debug level and the fallback used.
+pub async fn catalog_for_validation(project: &Project) -> Catalog {
+    match Client::for_project(project) {
+        Ok(client) => catalog::refreshed(project, &client).await,
+        Err(e) => {
+            // No cloud configured: the lists fetched from DigitalOcean before, else ours.
+            tracing::debug!("sizes and regions not refreshed: {e}");
+            let endpoint = std::env::var("DO_API_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+                .unwrap_or_else(|| crate::cloud::DEFAULT_API_URL.to_string());
+            catalog::cached(project, endpoint.trim()).unwrap_or_else(Catalog::bundled)
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
 
-use crate::project::Project;
+use crate::project::{Project, SourceError};
 
 #[derive(Default)]
 pub struct Loaded {
@@ -50,10 +50,12 @@ impl ModuleResolver for StdlibResolver {
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         let not_found = || Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos));
         let name = module_name(path).ok_or_else(not_found)?;
-        let source = self
-            .project
-            .source(&format!("stdlib/{name}.rhai"))
-            .ok_or_else(not_found)?;
+        let source = match self.project.source(&format!("stdlib/{name}.rhai")) {
+            Ok(source) => source,
+            Err(SourceError::NotFound) => return Err(not_found()),
+            // There is a file, so "not found" would send the user looking in the wrong place.
+            Err(e) => return Err(super::error::located(format!("module `{name}`: {e}"), true)),
+        };
         {
             let mut loaded = self.loaded.lock().expect("module list");
             loaded

@@ -88,7 +88,7 @@ pub fn watch(
         host.ctx
             .project
             .playbook(playbook)
-            .ok_or_else(|| format!("playbook `{playbook}` not found"))
+            .map_err(|e| e.playbook_message(playbook))
     };
     let mut source = load()?;
     let mut dirs = vec![host.ctx.project.root.join("stdlib")];
@@ -176,7 +176,7 @@ pub fn watch_spec(host: &Host) -> Result<(), String> {
     let load = || {
         ctx.project
             .playbook("orchestrate")
-            .ok_or_else(|| "playbook `orchestrate` not found".to_string())
+            .map_err(|e| e.playbook_message("orchestrate"))
     };
     let (_watcher, rx) = watch_dirs(&[
         ctx.project.config_dir.clone(),

@@ -98,15 +98,14 @@ impl State {
 
     /// Reads the state file; a missing file says how to create it.
     pub fn load(path: &Path, display: &str) -> Result<State, Problem> {
-        if !path.exists() {
-            return Err(Problem::at_path(
+        match Document::read_optional(path, display)? {
+            Some(doc) => Ok(State { doc }),
+            None => Err(Problem::at_path(
                 display,
                 "",
                 "not found; run `infra init` to create it, or pass `--config-dir DIR`",
-            ));
+            )),
         }
-        let doc = Document::read(path, display)?;
-        Ok(State { doc })
     }
 
     pub fn document(&self) -> &Document {

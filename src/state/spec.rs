@@ -14,6 +14,28 @@ pub const IMPLIED_MASTER_SIZE: &str = "s-2vcpu-4gb";
 pub const DEFAULT_REGION: &str = "lon1";
 pub const MAX_WEB_DROPLETS: i64 = 100;
 
+// The keys infra reads in each object of the spec, one place per object: a key added to the
+// format is one line here (and its check below). Any other key is reported as unknown, with
+// the nearest of these; keys starting with `x-` are the user's own.
+
+/// Keys of `infrastructure_spec`. The retention, snapshot and recovery settings are the
+/// seed's (deploys and the monitor read them).
+pub const SPEC_KEYS: &[&str] = &[
+    "droplets",
+    "projects",
+    "snapshot_retention",
+    "release_retention",
+    "snapshot_after_deploy",
+    "recover_after",
+    "auto_recover_master",
+];
+
+/// Keys of a droplet under `infrastructure_spec.droplets`.
+pub const DROPLET_KEYS: &[&str] = &["size", "region", "role"];
+
+/// Keys of a project under `infrastructure_spec.projects`.
+pub const PROJECT_KEYS: &[&str] = &["environments", "web_droplets", "web_droplet_spec", "region"];
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DropletSpec {
     pub size: String,
@@ -70,6 +92,7 @@ impl Spec {
         let Some(map) = c.object(path, value) else {
             return spec;
         };
+        c.unknown_keys(map, path, SPEC_KEYS, &[]);
         if let Some(droplets) = c.opt_object(map, path, "droplets") {
             let dpath = join(path, "droplets");
             for (name, d) in droplets {
@@ -231,6 +254,7 @@ fn check_slug(
 
 fn check_droplet(c: &mut Checker, path: &str, value: &Value) -> Option<DropletSpec> {
     let map = c.object(path, value)?;
+    c.unknown_keys(map, path, DROPLET_KEYS, &[]);
     let size = c.req_string(map, path, "size", "\"s-2vcpu-4gb\"");
     let size = check_slug(c, path, "size", size, "droplet size", "s-2vcpu-4gb");
     let region = c.req_string(map, path, "region", "\"lon1\"");
@@ -248,6 +272,7 @@ fn check_droplet(c: &mut Checker, path: &str, value: &Value) -> Option<DropletSp
 
 fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectSpec> {
     let map: &Map<String, Value> = c.object(path, value)?;
+    c.unknown_keys(map, path, PROJECT_KEYS, &[]);
     let environments = match map.get("environments") {
         None => {
             c.error(

@@ -17,6 +17,12 @@ enum Setup {
     Write(&'static str, &'static str),
     /// Delete a file.
     Remove(&'static str),
+    /// Write bytes that need not be text.
+    WriteBytes(&'static str, &'static [u8]),
+    /// Make a directory.
+    Mkdir(&'static str),
+    /// Make a symbolic link `.0` pointing at `.1`.
+    Symlink(&'static str, &'static str),
 }
 use Setup::*;
 
@@ -609,6 +615,201 @@ const CASES: &[Case] = &[
         2,
         "error: unexpected `oops` after `--`; options there take the form `--key value` or `--flag`\n",
     ),
+    // Issue 11: unknown keys in the objects infra defines, with the nearest known key.
+    case(
+        "spec: misspelt project key",
+        &[Edit(
+            STATE,
+            "\"environments\": [\"prod\", \"uat\"],",
+            "\"environments\": [\"prod\", \"uat\"],\n        \"enviroments\": [\"prod\"],",
+        )],
+        VALIDATE,
+        2,
+        "error: config/infrastructure.json: infrastructure_spec.projects.hostomatic.enviroments: unknown key `enviroments`; did you mean `environments`?\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "spec: misspelt top-level key",
+        &[Edit(
+            STATE,
+            "\"infrastructure_spec\": {",
+            "\"infrastructure_spec\": {\n    \"snapshot_retension\": 5,",
+        )],
+        VALIDATE,
+        2,
+        "error: config/infrastructure.json: infrastructure_spec.snapshot_retension: unknown key `snapshot_retension`; did you mean `snapshot_retention`?\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "spec: droplet key nothing like a known one",
+        &[Edit(STATE, "\"role\": \"master\"", "\"role\": \"master\", \"colour\": \"blue\"")],
+        VALIDATE,
+        2,
+        "error: config/infrastructure.json: infrastructure_spec.droplets.master.colour: unknown key `colour`; infra does not use it: remove it, or start a key of your own with `x-`\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "deployment config: misspelt top-level key",
+        &[Edit(DEPLOY, "\"deployment_platform\":", "\"deployment_platfrom\":")],
+        VALIDATE,
+        2,
+        "error: config/deployment_config.json: deployment_platfrom: unknown key `deployment_platfrom`; did you mean `deployment_platform`?\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "deployment config: misspelt project key",
+        &[Edit(DEPLOY, "\"branch\": \"main\",", "\"brnach\": \"main\",")],
+        VALIDATE,
+        2,
+        "error: config/deployment_config.json: projects.hostomatic.brnach: unknown key `brnach`; did you mean `branch`?\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "deployment config: misspelt service key",
+        &[Edit(
+            DEPLOY,
+            "\"containerfile_path\": \"workers/Dockerfile\",",
+            "\"containerfile_path\": \"workers/Dockerfile\",\n          \"helth_path\": \"/up\",",
+        )],
+        VALIDATE,
+        2,
+        "error: config/deployment_config.json: projects.hostomatic.services.worker_email.helth_path: unknown key `helth_path`; did you mean `health_path`?\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "email config: misspelt key",
+        &[Edit(EMAIL, "\"recipients\":", "\"recipents\":")],
+        VALIDATE,
+        2,
+        "error: config/email_config.json: recipents: unknown key `recipents`; did you mean `recipients`?\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "email config: misspelt smtp key",
+        &[Edit(EMAIL, "\"username\":", "\"usrname\":")],
+        VALIDATE,
+        2,
+        "error: config/email_config.json: smtp.usrname: unknown key `usrname`; did you mean `username`?\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "email config: unknown heartbeat key",
+        &[Edit(EMAIL, "\"interval_minutes\": 60", "\"interval_minutes\": 60, \"every\": 5")],
+        VALIDATE,
+        2,
+        "error: config/email_config.json: heartbeat.every: unknown key `every`; infra does not use it: remove it, or start a key of your own with `x-`\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "sms config: misspelt key",
+        &[Edit(SMS, "\"auth_token_env\":", "\"auth_token_evn\":")],
+        VALIDATE,
+        2,
+        "error: config/sms_config.json: auth_token_evn: unknown key `auth_token_evn`; did you mean `auth_token_env`?\n\
+         error: found 1 problem\n",
+    ),
+    // Issue 11: sizes and regions checked against DigitalOcean's slugs (the bundled list: no
+    // cloud is configured here).
+    case(
+        "unknown droplet size",
+        &[Edit(STATE, "\"web_droplet_spec\": \"s-1vcpu-1gb\"", "\"web_droplet_spec\": \"s-999\"")],
+        VALIDATE,
+        2,
+        "error: config/infrastructure.json: infrastructure_spec.projects.digitalpixo.web_droplet_spec: `s-999` is not a droplet size DigitalOcean offers; use one like `s-1vcpu-1gb` (`doctl compute size list` lists them all)\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "misspelt droplet size",
+        &[Edit(STATE, "\"size\": \"s-2vcpu-4gb\"", "\"size\": \"s-2vcpu-4g\"")],
+        VALIDATE,
+        2,
+        "error: config/infrastructure.json: infrastructure_spec.droplets.master.size: `s-2vcpu-4g` is not a droplet size DigitalOcean offers; did you mean `s-2vcpu-4gb`?\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "unknown region",
+        &[Edit(STATE, "\"region\": \"lon1\"", "\"region\": \"lon2\"")],
+        VALIDATE,
+        2,
+        "error: config/infrastructure.json: infrastructure_spec.droplets.master.region: `lon2` is not a region DigitalOcean offers; did you mean `lon1`?\n\
+         error: found 1 problem\n",
+    ),
+    // Issue 11: a file that is there but cannot be read is never "not found".
+    case(
+        "playbook not UTF-8",
+        &[WriteBytes("utf.rhai", b"log(\"caf\xe9\");\n")],
+        &["run", "utf.rhai"],
+        2,
+        "error: playbook `utf.rhai` exists but is not UTF-8 text (the byte at offset 8, on line 1, is not valid UTF-8); save it as UTF-8\n",
+    ),
+    case(
+        "playbook is a directory",
+        &[Mkdir("dir.rhai")],
+        &["run", "dir.rhai"],
+        2,
+        "error: playbook `dir.rhai` is a directory, not a file; give a playbook file (.rhai)\n",
+    ),
+    case(
+        "playbook is a broken symbolic link",
+        &[Symlink("link.rhai", "gone.rhai")],
+        &["run", "link.rhai"],
+        2,
+        "error: playbook `link.rhai` is a symbolic link to `gone.rhai`, which does not exist; point it at a file or remove it\n",
+    ),
+    case(
+        "playbook to watch not UTF-8",
+        &[WriteBytes("utf.rhai", b"\xff")],
+        &["run", "utf.rhai", "--watch"],
+        2,
+        "error: playbook `utf.rhai` exists but is not UTF-8 text (the byte at offset 0, on line 1, is not valid UTF-8); save it as UTF-8\n",
+    ),
+    case(
+        "bundled playbook overridden by a file that is not UTF-8",
+        &[WriteBytes("playbooks/scale.rhai", b"// scale\n\xff\n")],
+        &["scale", "hostomatic", "3"],
+        2,
+        "error: playbook `playbooks/scale.rhai` exists but is not UTF-8 text (the byte at offset 9, on line 2, is not valid UTF-8); save it as UTF-8\n",
+    ),
+    case(
+        "module not UTF-8",
+        &[
+            WriteBytes("stdlib/latin1.rhai", b"// caf\xe9\n"),
+            Write("play.rhai", "import \"latin1\" as l;\n"),
+        ],
+        &["run", "play.rhai"],
+        2,
+        "error: module `latin1`: `stdlib/latin1.rhai` exists but is not UTF-8 text (the byte at offset 6, on line 1, is not valid UTF-8); save it as UTF-8\n",
+    ),
+    case(
+        "template not UTF-8",
+        &[WriteBytes("templates/vault/vault.hcl.j2", b"{# caf\xe9 #}\n")],
+        &["render", "vault/vault.hcl.j2"],
+        2,
+        "error: templates/vault/vault.hcl.j2: invalid operation: template `templates/vault/vault.hcl.j2` exists but is not UTF-8 text (the byte at offset 6, on line 1, is not valid UTF-8); save it as UTF-8\n",
+    ),
+    case(
+        "state file not UTF-8",
+        &[WriteBytes(STATE, b"{\"droplets\": \"\xff\"}\n")],
+        VALIDATE,
+        2,
+        "error: config/infrastructure.json: exists but is not UTF-8 text (the byte at offset 14, on line 1, is not valid UTF-8); save it as UTF-8\n\
+         error: found 1 problem\n",
+    ),
+    case(
+        "state file is a broken symbolic link",
+        &[Remove(STATE), Symlink(STATE, "elsewhere.json")],
+        &["status"],
+        2,
+        "error: config/infrastructure.json: is a symbolic link to `elsewhere.json`, which does not exist; point it at a file or remove it\n",
+    ),
+    case(
+        "deployment config is a directory",
+        &[Remove(DEPLOY), Mkdir(DEPLOY)],
+        VALIDATE,
+        2,
+        "error: config/deployment_config.json: is a directory, not a file\n\
+         error: found 1 problem\n",
+    ),
     // Command-line arguments of the project commands.
     case(
         "add-project: invalid name",
@@ -745,6 +946,11 @@ fn check(case: &Case) -> Result<(), String> {
             }
             Write(file, text) => test.write(file, text),
             Remove(file) => std::fs::remove_file(test.path().join(file)).unwrap(),
+            WriteBytes(file, bytes) => std::fs::write(test.path().join(file), bytes).unwrap(),
+            Mkdir(dir) => std::fs::create_dir_all(test.path().join(dir)).unwrap(),
+            Symlink(link, target) => {
+                std::os::unix::fs::symlink(target, test.path().join(link)).unwrap()
+            }
         }
     }
     let before = test.snapshot();
@@ -814,4 +1020,54 @@ fn corpus_is_large_and_names_are_unique() {
 #[test]
 fn every_bad_input_gets_its_exact_message_and_changes_nothing() {
     check_all(CASES.iter().collect());
+}
+
+/// Issue 11: what is not bad input. Keys starting with `x-` are the user's own in every object
+/// infra defines, the keys of free-form maps (`environment`, `domains`) are the user's to
+/// choose, and a command that saves the spec keeps all of them where they were.
+#[test]
+fn user_keys_and_free_form_maps_are_accepted_and_kept_on_save() {
+    let test = Test::init()
+        .edit(
+            STATE,
+            "\"infrastructure_spec\": {",
+            "\"infrastructure_spec\": {\n    \"x-team\": \"ops\",",
+        )
+        .edit(
+            STATE,
+            "\"web_droplets\": 2,",
+            "\"x-note\": {\"why\": \"two for load\"},\n        \"web_droplets\": 2,",
+        )
+        .edit(STATE, "\"role\": \"master\"", "\"role\": \"master\", \"x-rack\": 1")
+        .edit(
+            DEPLOY,
+            "\"branch\": \"main\",",
+            "\"branch\": \"main\",\n      \"domains\": {\"prod\": \"example.com\"},\n      \"x-owner\": \"web team\",",
+        )
+        .edit(
+            DEPLOY,
+            "\"containerfile_path\": \"backend/Dockerfile\",",
+            "\"containerfile_path\": \"backend/Dockerfile\",\n          \"environment\": {\"ENVIROMENT\": \"prod\", \"LOG_LEVEL\": \"info\"},\n          \"health_path\": \"/health\",\n          \"x-dashboard\": \"https://grafana.example.com\",",
+        )
+        .edit(EMAIL, "\"enabled\": false,", "\"enabled\": false,\n  \"x-comment\": \"off until the relay is set up\",")
+        .edit(SMS, "\"enabled\": false,", "\"enabled\": false,\n  \"x-comment\": \"off\",");
+    let out = test.infra(["validate"]);
+    out.assert_code(0);
+    assert_eq!(out.stderr, "");
+
+    // A playbook that only saves the spec (`infra scale` would go on to orchestrate).
+    test.write("save.rhai", "scale_project_spec(\"hostomatic\", 3);\n");
+    test.infra(["run", "save.rhai"]).assert_code(0);
+    let state = test.read(STATE);
+    for kept in [
+        "\"x-team\": \"ops\"",
+        "\"x-note\": {\"why\": \"two for load\"}",
+        "\"x-rack\": 1",
+        "\"web_droplets\": 3",
+    ] {
+        assert!(
+            state.contains(kept),
+            "`{kept}` is not in the saved state:\n{state}"
+        );
+    }
 }

@@ -184,7 +184,13 @@ fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         .collect();
     entries.sort();
     for path in entries {
-        if path.is_dir() {
+        let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if link {
+            // Recorded as where it points: the target may not exist.
+            let target = std::fs::read_link(&path).expect("read link");
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            out.insert(rel, format!("-> {}", target.display()).into_bytes());
+        } else if path.is_dir() {
             collect(root, &path, out);
         } else {
             let bytes = std::fs::read(&path).expect("read file");

@@ -188,6 +188,10 @@ pub enum SandboxAction {
         /// (0 boots every droplet on demand).
         #[arg(long, default_value_t = crate::sandbox::spares::DEFAULT_SPARES, value_name = "N")]
         spares: usize,
+        /// Droplets are records only, with no host behind them: for benchmarks of fleets larger
+        /// than this machine could run (creates and deletes only; no SSH, no other action).
+        #[arg(long)]
+        records_only: bool,
     },
     /// Stop the sandbox and remove its droplets, snapshots, network and state.
     Down,
@@ -206,5 +210,7 @@ pub enum SandboxAction {
         latency_ms: u64,
         #[arg(long, default_value_t = crate::sandbox::spares::DEFAULT_SPARES)]
         spares: usize,
+        #[arg(long)]
+        records_only: bool,
     },
 }

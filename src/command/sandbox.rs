@@ -16,7 +16,8 @@ pub async fn run(env: &Env, action: SandboxAction) -> Outcome {
             fail_rate,
             latency_ms,
             spares,
-        } => up(env, fail_rate, latency_ms, spares).await,
+            records_only,
+        } => up(env, fail_rate, latency_ms, spares, records_only).await,
         SandboxAction::Down => down(env).await,
         SandboxAction::Status => status(env).await,
         SandboxAction::Image => {
@@ -29,10 +30,11 @@ pub async fn run(env: &Env, action: SandboxAction) -> Outcome {
             fail_rate,
             latency_ms,
             spares,
+            records_only,
         } => {
             let faults = Faults::new(fail_rate, latency_ms).map_err(Failure::input)?;
             check_spares(spares)?;
-            daemon::serve(&env.project, port, faults, spares)
+            daemon::serve(&env.project, port, faults, spares, records_only)
                 .await
                 .map_err(failure)
         }
@@ -79,10 +81,16 @@ fn check_spares(spares: usize) -> Outcome {
     Ok(())
 }
 
-async fn up(env: &Env, fail_rate: f64, latency_ms: u64, spares: usize) -> Outcome {
+async fn up(
+    env: &Env,
+    fail_rate: f64,
+    latency_ms: u64,
+    spares: usize,
+    records_only: bool,
+) -> Outcome {
     let faults = Faults::new(fail_rate, latency_ms).map_err(Failure::input)?;
     check_spares(spares)?;
-    let (info, already) = daemon::up(&env.project, faults, spares, &mut progress)
+    let (info, already) = daemon::up(&env.project, faults, spares, records_only, &mut progress)
         .await
         .map_err(failure)?;
     let paths = daemon::Paths::of(&env.project);

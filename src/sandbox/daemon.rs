@@ -106,6 +106,10 @@ pub struct ServerInfo {
     /// How many spare droplets the server keeps booted (`--spares`).
     #[serde(default)]
     pub spares: usize,
+    /// `--records-only`: droplets are records, with no container behind them (benchmarks of
+    /// large fleets).
+    #[serde(default)]
+    pub records_only: bool,
     pub started_at: String,
 }
 
@@ -205,6 +209,7 @@ pub async fn up(
     project: &Project,
     faults: Faults,
     spares: usize,
+    records_only: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(ServerInfo, bool), SandboxError> {
     let paths = Paths::of(project);
@@ -244,6 +249,11 @@ pub async fn up(
         .args(["--fail-rate", &faults.fail_rate.to_string()])
         .args(["--latency-ms", &faults.latency_ms.to_string()])
         .args(["--spares", &spares.to_string()])
+        .args(if records_only {
+            &["--records-only"][..]
+        } else {
+            &[]
+        })
         .current_dir(&project.root)
         .stdin(Stdio::piped())
         .stdout(log)
@@ -309,6 +319,7 @@ pub async fn serve(
     port: u16,
     faults: Faults,
     spares: usize,
+    records_only: bool,
 ) -> Result<(), SandboxError> {
     let paths = Paths::of(project);
     private_dir(&paths.dir)?;
@@ -375,6 +386,7 @@ pub async fn serve(
         image: image.clone(),
         faults,
         spares,
+        records_only,
         started_at: shared::now(),
     };
     let sandbox = Arc::new(
@@ -387,7 +399,8 @@ pub async fn serve(
             url.clone(),
             faults,
         )
-        .with_spares(Spares::new(spares, kept)),
+        .with_spares(Spares::new(spares, kept))
+        .records_only(records_only),
     );
     let json = serde_json::to_vec_pretty(&info).expect("server info serializes");
     atomic_file::write_with_mode(&paths.server(), &json, Some(0o600))

@@ -10,6 +10,7 @@
 //! sandbox network is both what the machine reaches droplets on and what they reach each
 //! other on.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -151,7 +152,8 @@ pub async fn create(Extract(sandbox): Extract<Arc<Sandbox>>, body: axum::body::B
         })?;
         key_ids.push(found.id);
     }
-    if state.droplets.len() + names.len() > account::DROPLET_LIMIT as usize {
+    if !sandbox.records_only && state.droplets.len() + names.len() > account::DROPLET_LIMIT as usize
+    {
         return Err(ApiError::unprocessable(format!(
             "creating {} droplet(s) would exceed your droplet limit of {}",
             names.len(),
@@ -168,14 +170,23 @@ pub async fn create(Extract(sandbox): Extract<Arc<Sandbox>>, body: axum::body::B
     // Spares are of the base image; a snapshot's droplets boot on demand.
     let base = image == sandbox.image;
     for name in &names {
-        let spare = if base { sandbox.spares.take() } else { None };
+        let spare = if base && !sandbox.records_only {
+            sandbox.spares.take()
+        } else {
+            None
+        };
+        let id = state.next_id();
         let ip = match &spare {
             Some(spare) => spare.ip,
+            // A record needs an address no host will ever answer on: one of the shared
+            // address space (100.64.0.0/10), from the id.
+            None if sandbox.records_only => {
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (id % (1 << 22)) as u32)
+            }
             None => sandbox.allocate_address(&state, &network).ok_or_else(|| {
                 ApiError::unprocessable("The sandbox network has no free address left.")
             })?,
         };
-        let id = state.next_id();
         let record = DropletRecord {
             id,
             name: name.clone(),
@@ -183,7 +194,11 @@ pub async fn create(Extract(sandbox): Extract<Arc<Sandbox>>, body: axum::body::B
             region: region.clone(),
             image_id,
             ip,
-            status: DropletStatus::New,
+            status: if sandbox.records_only {
+                DropletStatus::Active
+            } else {
+                DropletStatus::New
+            },
             created_at: now(),
             tags: dedup(&spec.tags),
             ssh_key_ids: key_ids.clone(),
@@ -225,7 +240,11 @@ pub async fn create(Extract(sandbox): Extract<Arc<Sandbox>>, body: axum::body::B
         .collect();
     drop(state);
     for ((id, action), work) in created.into_iter().zip(works) {
-        tokio::spawn(perform(sandbox.clone(), id, action, work));
+        if sandbox.records_only {
+            sandbox.finish(action, Ok(())).await;
+        } else {
+            tokio::spawn(perform(sandbox.clone(), id, action, work));
+        }
     }
     let links = ActionLinks { actions: links };
     Ok(if multi {
@@ -305,7 +324,7 @@ async fn destroy(sandbox: &Arc<Sandbox>, ids: &[u64]) -> Result<(), ApiError> {
         removed
     };
     let mut failure = None;
-    for droplet in &removed {
+    for droplet in removed.iter().filter(|_| !sandbox.records_only) {
         match sandbox.docker.remove_container(&droplet.container).await {
             Ok(()) => {
                 if let Some(spare) = &droplet.spare {
@@ -407,6 +426,11 @@ pub async fn post_action(
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::unprocessable("`type` is required"))?
         .to_owned();
+    if sandbox.records_only {
+        return Err(ApiError::unprocessable(format!(
+            "this sandbox holds droplets as records only (`--records-only`): it performs no `{kind}`"
+        )));
+    }
     let mut state = sandbox.state.lock().await;
     let droplet = state
         .droplet(id)

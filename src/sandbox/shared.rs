@@ -37,6 +37,9 @@ pub struct Sandbox {
     held: std::sync::Mutex<Vec<Ipv4Addr>>,
     /// Booted containers waiting to become droplets (`spares.rs`).
     pub spares: Spares,
+    /// Droplets are records only, with no container (`--records-only`): creates and deletes
+    /// change the records, nothing runs, and no other action is performed.
+    pub records_only: bool,
 }
 
 /// DigitalOcean's hourly request budget, reported in `ratelimit-limit`.
@@ -63,6 +66,15 @@ impl Sandbox {
             recent: Default::default(),
             held: Default::default(),
             spares: Spares::default(),
+            records_only: false,
+        }
+    }
+
+    /// Droplets as records only, for benchmarks of fleets larger than Docker could run here.
+    pub fn records_only(self, records_only: bool) -> Sandbox {
+        Sandbox {
+            records_only,
+            ..self
         }
     }
 

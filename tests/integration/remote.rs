@@ -21,13 +21,7 @@ use crate::sandbox::{act, spec, wait_active, Sandbox, BOOT};
 /// Creates droplets named `names` with the project's key and waits until they are active.
 async fn droplets(sandbox: &Sandbox, names: &[&str]) -> Vec<(u64, Host)> {
     let client = sandbox.client();
-    let key = client
-        .create_ssh_key(&SshKeyCreate {
-            name: "infra".into(),
-            public_key: sandbox.public_key(),
-        })
-        .await
-        .unwrap();
+    let key = sandbox.register_key(&client).await;
     let created = client
         .create_droplets(&DropletMultiCreate {
             names: names.iter().map(|n| n.to_string()).collect(),

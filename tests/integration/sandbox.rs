@@ -34,6 +34,17 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
+    /// Registers the project's public key with the account (as `infra`).
+    pub(crate) async fn register_key(&self, client: &Client) -> SshKey {
+        client
+            .create_ssh_key(&SshKeyCreate {
+                name: "infra".into(),
+                public_key: self.public_key(),
+            })
+            .await
+            .unwrap()
+    }
+
     /// `None` when the tools are missing and the test is skipped.
     pub(crate) fn up(args: &[&str]) -> Option<Sandbox> {
         if !crate::harness::docker_tests_can_run() {
@@ -228,13 +239,7 @@ async fn sandbox_droplets_are_real_hosts() {
         return;
     };
     let client = sandbox.client();
-    let key = client
-        .create_ssh_key(&SshKeyCreate {
-            name: "infra".into(),
-            public_key: sandbox.public_key(),
-        })
-        .await
-        .unwrap();
+    let key = sandbox.register_key(&client).await;
 
     let created = client
         .create_droplets(&DropletMultiCreate {
@@ -505,13 +510,7 @@ async fn sandbox_droplets_from_spares_are_ordinary_droplets() {
     let server = sandbox.test.json("config/.infra/sandbox/server.json");
     assert_eq!(server["spares"], json!(2), "{server}");
     let client = sandbox.client();
-    let key = client
-        .create_ssh_key(&SshKeyCreate {
-            name: "infra".into(),
-            public_key: sandbox.public_key(),
-        })
-        .await
-        .unwrap();
+    let key = sandbox.register_key(&client).await;
     // A second account key, not asked for: it must not reach the droplets.
     client
         .create_ssh_key(&SshKeyCreate {
@@ -1494,13 +1493,7 @@ async fn sandbox_resizes_a_droplet_that_is_off() {
         return;
     };
     let client = sandbox.client();
-    let key = client
-        .create_ssh_key(&SshKeyCreate {
-            name: "infra".into(),
-            public_key: sandbox.public_key(),
-        })
-        .await
-        .unwrap();
+    let key = sandbox.register_key(&client).await;
     let created = client
         .create_droplet(&DropletCreate {
             name: "sized".into(),

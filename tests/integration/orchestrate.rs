@@ -486,7 +486,12 @@ async fn orchestrate_makes_the_init_spec_and_a_rerun_changes_nothing() {
     let ips = sandbox.state_droplets();
     for ip in ips.values() {
         sandbox
-            .ssh(ip, "touch /tmp/infra-dry-run-marker && sleep 1")
+            // A droplet's RSA host key is made in the background after it answers SSH
+            // (droplet_init.sh): wait for it, so that only what the dry runs write counts.
+            .ssh(
+                ip,
+                "until [ -s /etc/ssh/ssh_host_rsa_key ]; do sleep 0.1; done; touch /tmp/infra-dry-run-marker && sleep 1",
+            )
             .unwrap();
     }
     let files = sandbox.files();

@@ -400,7 +400,7 @@ async fn a_wrong_admin_ip_is_said_at_once() {
 }
 
 /// Neither the cloud token nor a configured secret reaches a playbook, the state, the audit
-/// log, the lock, or any output of a full orchestrate.
+/// log, the lock (read while a run holds it), or any output of a full orchestrate.
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_and_secrets_appear_nowhere() {
     let Some(sandbox) = Sandbox::up(&[]) else {
@@ -414,18 +414,37 @@ async fn tokens_and_secrets_appear_nowhere() {
         .to_string();
     let canary = "canary-5f1e9a0c7b";
     edit_spec(&sandbox, "remove_project_spec(\"hostomatic\");\n", &[]);
-    let mut outputs = Vec::new();
+    let secret = [("DIGITALPIXO_PROD_DB_PASSWORD", canary)];
+    // The lock, while the first run holds it, names the subcommand and playbook only.
+    let mut first = crate::orchestrate::spawn(
+        &sandbox.test,
+        &["--json", "run", "orchestrate", "--", "--canary", canary],
+        &secret,
+    );
+    let lock_path = sandbox.path().join("config/.infra/state.lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let lock = loop {
+        match std::fs::read_to_string(&lock_path) {
+            Ok(text) if !text.is_empty() => break text,
+            _ => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the run never took the lock"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    assert!(lock.contains("infra --json run orchestrate"), "{lock}");
+    let out = first.finish();
+    assert_eq!(out.code, 0, "{}", describe(&out));
+    let mut outputs = vec![lock, format!("{}{}", out.stdout, out.stderr)];
     for args in [
-        vec!["--json", "run", "orchestrate", "--", "--canary", canary],
         vec!["orchestrate"],
         vec!["status", "--refresh"],
         vec!["--json", "plan"],
     ] {
-        let out = crate::orchestrate::run(
-            &sandbox.test,
-            &args,
-            &[("DIGITALPIXO_PROD_DB_PASSWORD", canary)],
-        );
+        let out = crate::orchestrate::run(&sandbox.test, &args, &secret);
         assert_eq!(out.code, 0, "{}", describe(&out));
         outputs.push(format!("{}{}", out.stdout, out.stderr));
     }

@@ -50,10 +50,6 @@ impl Reporter {
         self.dry_run
     }
 
-    pub fn json(&self) -> bool {
-        self.json
-    }
-
     /// A change this dry run does not make: `[dry-run] would {what}`.
     pub fn would(&self, change: &Change, what: &str) {
         if self.json {
@@ -111,11 +107,6 @@ impl Reporter {
         } else {
             output::line(&format!("{target}: {text}"));
         }
-    }
-
-    /// A finding or summary line with no target (`No changes`, a plan).
-    pub fn text(&self, text: &str) {
-        output::text(text);
     }
 
     fn audit(&self, change: &Change, result: &str) {

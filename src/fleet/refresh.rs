@@ -94,14 +94,6 @@ impl Finding {
             | Finding::Duplicate { name, .. } => name,
         }
     }
-
-    /// The droplet to destroy, for orphans and duplicates.
-    pub fn extra_droplet(&self) -> Option<&Seen> {
-        match self {
-            Finding::Orphan { droplet, .. } | Finding::Duplicate { droplet, .. } => Some(droplet),
-            _ => None,
-        }
-    }
 }
 
 /// The findings of one comparison, in the state's droplet order (then the cloud's).

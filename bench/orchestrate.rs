@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod run_mode;
+mod sandbox_down;
 
 const BIN: &str = env!("CARGO_BIN_EXE_infra");
 const ROUNDS: usize = 3;
@@ -65,16 +66,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     // Whatever happens, no sandbox is left running.
-    struct Down<'a>(&'a Path);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new(BIN)
-                .args(["sandbox", "down"])
-                .current_dir(self.0)
-                .output();
-        }
-    }
-    let _down = Down(dir);
+    let _down = sandbox_down::Down(dir);
     infra(dir, &["init"]);
     let initial = std::fs::read(dir.join("config/infrastructure.json")).unwrap();
     let (mut total, mut api, mut boot, mut own, mut per_droplet) =

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 mod large_fleet;
 mod run_mode;
+mod sandbox_down;
 
 const BIN: &str = env!("CARGO_BIN_EXE_infra");
 const RUNS: usize = 11;
@@ -42,18 +43,6 @@ fn infra(dir: &Path, args: &[&str]) -> std::process::Output {
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
-}
-
-/// `infra sandbox down` however the benchmark ends.
-struct Down<'a>(&'a Path);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .args(["sandbox", "down"])
-            .current_dir(self.0)
-            .output();
-    }
 }
 
 fn list_requests(dir: &Path) -> usize {
@@ -83,7 +72,7 @@ async fn main() {
     let dir = tmp.path();
     large_fleet::generate(dir, projects);
     infra(dir, &["sandbox", "up", "--records-only", "--spares", "0"]);
-    let _down = Down(dir);
+    let _down = sandbox_down::Down(dir);
 
     // The cloud holds every droplet of the state, tagged as infra tags them.
     let env = std::fs::read_to_string(dir.join("config/.infra/sandbox/env")).unwrap();

@@ -385,30 +385,11 @@ fn render_change(c: &Change) -> String {
                 describe_droplet(&c.after)
             )
         }
-        (Kind::Droplet, Action::Refresh) => {
-            let mut diffs = Vec::new();
-            for key in ["ip", "status", "id"] {
-                let value = |v: &Option<Value>| {
-                    v.as_ref()
-                        .and_then(|v| v.get(key))
-                        .filter(|x| !x.is_null())
-                        .map(|x| x.as_str().map(String::from).unwrap_or(x.to_string()))
-                };
-                let (a, b) = (value(&c.before), value(&c.after));
-                if a != b {
-                    diffs.push(format!(
-                        "{key} {} -> {}",
-                        a.as_deref().unwrap_or("(none)"),
-                        b.as_deref().unwrap_or("(none)")
-                    ));
-                }
-            }
-            format!(
-                "{symbol} droplet {}: {} (changed outside infra)",
-                c.target,
-                diffs.join("; ")
-            )
-        }
+        (Kind::Droplet, Action::Refresh) => format!(
+            "{symbol} droplet {}: {} (changed outside infra)",
+            c.target,
+            field_diffs(c, &["ip", "status", "id"]).join("; ")
+        ),
         (Kind::Droplet, Action::Orphan) => {
             let id = c.before.as_ref().and_then(|v| v.get("id")).cloned();
             let ip = str_field(&c.before, "ip").unwrap_or("no address");
@@ -451,20 +432,11 @@ fn render_change(c: &Change) -> String {
                 describe_droplet(&c.after)
             ),
         },
-        (Kind::Droplet, Action::Update) => {
-            let mut diffs = Vec::new();
-            for key in ["size", "role", "project"] {
-                let (a, b) = (str_field(&c.before, key), str_field(&c.after, key));
-                if a != b {
-                    diffs.push(format!(
-                        "{key} {} -> {}",
-                        a.unwrap_or("(none)"),
-                        b.unwrap_or("(none)")
-                    ));
-                }
-            }
-            format!("{symbol} droplet {}: {}", c.target, diffs.join("; "))
-        }
+        (Kind::Droplet, Action::Update) => format!(
+            "{symbol} droplet {}: {}",
+            c.target,
+            field_diffs(c, &["size", "role", "project"]).join("; ")
+        ),
         (Kind::Service, Action::Update) => {
             let mut diffs = Vec::new();
             let port = |v: &Option<Value>| {
@@ -506,6 +478,33 @@ fn render_change(c: &Change) -> String {
             describe_service(&c.after)
         ),
     }
+}
+
+/// `key before -> after` for each of `keys` whose value the change alters (`(none)` for a
+/// value that is absent).
+fn field_diffs(c: &Change, keys: &[&str]) -> Vec<String> {
+    let text = |v: &Option<Value>, key: &str| {
+        v.as_ref()
+            .and_then(|v| v.get(key))
+            .filter(|x| !x.is_null())
+            .map(|x| {
+                x.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| x.to_string())
+            })
+    };
+    keys.iter()
+        .filter_map(|key| {
+            let (a, b) = (text(&c.before, key), text(&c.after, key));
+            (a != b).then(|| {
+                format!(
+                    "{key} {} -> {}",
+                    a.as_deref().unwrap_or("(none)"),
+                    b.as_deref().unwrap_or("(none)")
+                )
+            })
+        })
+        .collect()
 }
 
 fn or_none(s: &str) -> &str {

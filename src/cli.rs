@@ -147,6 +147,49 @@ pub enum Command {
         #[command(subcommand)]
         action: SandboxAction,
     },
+    /// Build the project's images from git (or a working tree) and roll them out to UAT with
+    /// zero downtime (playbooks/deploy_uat.rhai)
+    DeployUat {
+        project: String,
+        /// Branch to check out (default: `branch` in deployment_config.json)
+        #[arg(long)]
+        branch: Option<String>,
+        /// Deploy the working tree at --project-path as it is, uncommitted changes included
+        #[arg(long, requires = "project_path")]
+        local: bool,
+        /// The working tree --local deploys
+        #[arg(long, value_name = "DIR")]
+        project_path: Option<String>,
+        /// Web droplets rolled at once
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        batch: u32,
+        /// Deploy even when the same clean commit is already live
+        #[arg(long)]
+        force: bool,
+    },
+    /// Promote UAT's current release to prod: the same image digests, no rebuild
+    /// (playbooks/deploy_prod.rhai)
+    DeployProd {
+        project: String,
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        batch: u32,
+        /// Deploy even when prod already runs UAT's current release
+        #[arg(long)]
+        force: bool,
+    },
+    /// Go back to the previous (or the named) release without a rebuild (playbooks/rollback.rhai)
+    Rollback {
+        project: String,
+        environment: String,
+        release: Option<String>,
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        batch: u32,
+    },
+    /// List a project-environment's releases: digests, commit, when, and which is live
+    Releases {
+        project: String,
+        environment: String,
+    },
     /// Run a command on droplets at once: `all`, a role (master, web), a project or one
     /// droplet. Each line of output is prefixed by its droplet's name.
     Exec {

@@ -5,11 +5,13 @@
 
 pub mod atomic_file;
 pub mod audit;
+pub mod balancer;
 pub mod cli;
 pub mod cloud;
 pub mod command;
 pub mod config;
 pub mod deferred_drop;
+pub mod deploy;
 pub mod diagnostic;
 pub mod document;
 pub mod fleet;
@@ -19,6 +21,7 @@ pub mod logging;
 pub mod name_map;
 pub mod output;
 pub mod plan;
+pub mod platform;
 pub mod project;
 pub mod remote;
 pub mod report;

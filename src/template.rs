@@ -581,6 +581,12 @@ impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
+
+    /// The value itself, for where it must go (an env file, a Kubernetes Secret): never to
+    /// output or logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Secret {

@@ -14,6 +14,8 @@ struct Endpoint {
     droplet: String,
     ip: Option<String>,
     url: Option<String>,
+    /// The release its container runs, once deployed.
+    release: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -38,6 +40,8 @@ struct Discovery {
     domain: Option<String>,
     /// Whether the services are recorded in the state (deployed) or only planned.
     recorded: bool,
+    /// The release the last finished deploy made current.
+    current_release: Option<String>,
     services: Vec<ServiceInfo>,
 }
 
@@ -65,6 +69,9 @@ pub fn run(env: &Env, project: &str, environment: &str) -> Outcome {
     let key = project_env(project, environment);
     let deployment = loaded.deployment.project(project);
     let recorded = loaded.runtime.projects.get(&key);
+    let releases =
+        crate::deploy::Releases::load(&crate::deploy::releases::releases_path(&env.project, &key))
+            .map_err(|e| Failure::flow(e.to_string()))?;
     let services = recorded
         .or_else(|| loaded.services.get(&key))
         .cloned()
@@ -78,7 +85,9 @@ pub fn run(env: &Env, project: &str, environment: &str) -> Outcome {
                 .iter()
                 .map(|d| {
                     let ip = loaded.runtime.droplets.get(d).and_then(|r| r.ip.clone());
-                    let url = match (&ip, record.kind, record.port) {
+                    let live = releases.live.get(service).and_then(|by| by.get(d));
+                    let port = live.and_then(|c| c.port).or(record.port);
+                    let url = match (&ip, record.kind, port) {
                         (Some(ip), ServiceKind::Web, Some(port)) => {
                             Some(format!("http://{ip}:{port}"))
                         }
@@ -88,6 +97,7 @@ pub fn run(env: &Env, project: &str, environment: &str) -> Outcome {
                         droplet: d.clone(),
                         ip,
                         url,
+                        release: live.map(|c| c.release.clone()),
                     }
                 })
                 .collect();
@@ -118,6 +128,7 @@ pub fn run(env: &Env, project: &str, environment: &str) -> Outcome {
         branch: deployment.branch.clone(),
         domain: deployment.domains.get(environment).cloned(),
         recorded: recorded.is_some(),
+        current_release: releases.current.clone(),
         services: infos,
     };
     if env.options.json {
@@ -136,6 +147,10 @@ pub fn run(env: &Env, project: &str, environment: &str) -> Outcome {
             .map(|d| format!(", domain {d}"))
             .unwrap_or_default()
     );
+    match &info.current_release {
+        Some(r) => println!("current release: {r} (`infra releases {project} {environment}`)"),
+        None => println!("no release deployed yet (`infra deploy-{environment} {project}`)"),
+    }
     if !info.recorded {
         println!("(not deployed yet: showing the planned placement; run `infra orchestrate`)");
     }
@@ -145,10 +160,14 @@ pub fn run(env: &Env, project: &str, environment: &str) -> Outcome {
             .endpoints
             .iter()
             .map(|e| {
-                e.url.clone().unwrap_or_else(|| match &e.ip {
+                let at = e.url.clone().unwrap_or_else(|| match &e.ip {
                     Some(ip) => format!("{} ({ip})", e.droplet),
                     None => e.droplet.clone(),
-                })
+                });
+                match &e.release {
+                    Some(r) => format!("{at} [{r}]"),
+                    None => at,
+                }
             })
             .collect();
         t.row(vec![

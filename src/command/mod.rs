@@ -5,6 +5,7 @@ mod discover;
 mod exec;
 mod init;
 mod playbook;
+mod releases;
 mod render;
 mod sandbox;
 mod status;
@@ -15,6 +16,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use indexmap::IndexMap;
 
 use crate::cli::{Cli, Command};
 use crate::diagnostic::InvalidInput;
@@ -198,6 +201,49 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             playbook::builtin(env, "update_admin_ip", vec![cidr], Default::default()).await
         }
         Command::Watch => watch::run(env).await,
+        Command::DeployUat {
+            project,
+            branch,
+            local,
+            project_path,
+            batch,
+            force,
+        } => {
+            let mut opts = playbook::flags(&[("local", local), ("force", force)]);
+            if let Some(branch) = branch {
+                opts.insert("branch".into(), branch.into());
+            }
+            if let Some(path) = project_path {
+                opts.insert("project_path".into(), path.into());
+            }
+            opts.insert("batch".into(), (batch as i64).into());
+            playbook::builtin(env, "deploy_uat", vec![project], opts).await
+        }
+        Command::DeployProd {
+            project,
+            batch,
+            force,
+        } => {
+            let mut opts = playbook::flags(&[("force", force)]);
+            opts.insert("batch".into(), (batch as i64).into());
+            playbook::builtin(env, "deploy_prod", vec![project], opts).await
+        }
+        Command::Rollback {
+            project,
+            environment,
+            release,
+            batch,
+        } => {
+            let mut args = vec![project, environment];
+            args.extend(release);
+            let mut opts = IndexMap::new();
+            opts.insert("batch".into(), (batch as i64).into());
+            playbook::builtin(env, "rollback", args, opts).await
+        }
+        Command::Releases {
+            project,
+            environment,
+        } => releases::run(&env, &project, &environment),
         Command::Render {
             template,
             project,

@@ -17,18 +17,41 @@ pub const PLATFORMS: &[&str] = &["docker", "podman", "kubernetes"];
 // and `domains` (by environment) are maps whose keys the user chooses.
 
 /// Keys at the top of the file. `registry`: where images are pushed (the master's by default).
-pub const ROOT_KEYS: &[&str] = &["deployment_platform", "projects", "registry"];
+/// `release_retention`: releases whose images stay on the droplets (5). `kubernetes_context`:
+/// the `kubectl` context the `kubernetes` platform applies to.
+pub const ROOT_KEYS: &[&str] = &[
+    "deployment_platform",
+    "projects",
+    "registry",
+    "release_retention",
+    "kubernetes_context",
+];
 
 /// Keys of a project under `projects`.
 pub const PROJECT_KEYS: &[&str] = &[
-    "repo", "branch", "platform", "registry", "domains", "services",
+    "repo",
+    "branch",
+    "platform",
+    "registry",
+    "domains",
+    "services",
+    "release_retention",
+    "snapshot_after_deploy",
+    "kubernetes_context",
 ];
+
+/// Releases whose images stay on the droplets unless the config says otherwise.
+pub const DEFAULT_RELEASE_RETENTION: usize = 5;
+/// How long a new web container has to answer its health check, unless configured.
+pub const DEFAULT_HEALTH_TIMEOUT: u64 = 30;
+pub const DEFAULT_HEALTH_PATH: &str = "/health";
 
 /// Keys of a service under `projects.<name>.services`. The health, singleton and queue
 /// settings are the seed's worker model (deploys and the monitor read them).
 pub const SERVICE_KEYS: &[&str] = &[
     "type",
     "containerfile_path",
+    "context",
     "command",
     "secrets",
     "environment",
@@ -71,8 +94,16 @@ pub struct ServiceConfig {
     pub droplets: Option<Vec<String>>,
     /// Where the load balancer routes this web service (`/`, `/api/`).
     pub path: Option<String>,
-    /// HTTP path a web service answers health checks on.
+    /// HTTP path a web service answers health checks on (`health_path`; `health_check` is
+    /// the older name of the same key).
     pub health_check: Option<String>,
+    /// Seconds a new web container has to answer its health check with a 2xx.
+    pub health_timeout: Option<u64>,
+    /// A worker that must never run twice at once (a scheduler): stopped before its
+    /// replacement starts.
+    pub singleton: bool,
+    /// The image's build context, relative to the repository root (default: the root).
+    pub context: Option<String>,
 }
 
 impl ServiceConfig {
@@ -90,7 +121,19 @@ impl ServiceConfig {
             droplets: None,
             path: None,
             health_check: None,
+            health_timeout: None,
+            singleton: false,
+            context: None,
         }
+    }
+
+    /// The path new containers are health-checked on.
+    pub fn health_path(&self) -> &str {
+        self.health_check.as_deref().unwrap_or(DEFAULT_HEALTH_PATH)
+    }
+
+    pub fn health_timeout(&self) -> u64 {
+        self.health_timeout.unwrap_or(DEFAULT_HEALTH_TIMEOUT)
     }
 
     pub fn explicit_port(&self, environment: &str) -> Option<u16> {
@@ -119,6 +162,22 @@ pub struct ProjectDeployment {
     /// Public host name per environment, for the load balancer's `server_name`.
     pub domains: IndexMap<String, String>,
     pub services: IndexMap<String, ServiceConfig>,
+    /// An outside registry (`registry.example.com/team`) instead of the master's.
+    pub registry: Option<String>,
+    pub release_retention: Option<usize>,
+    /// Per environment; unset: snapshots after prod deploys only.
+    pub snapshot_after_deploy: IndexMap<String, bool>,
+    pub kubernetes_context: Option<String>,
+}
+
+impl ProjectDeployment {
+    /// Whether a successful deploy to `environment` ends with a snapshot of each droplet.
+    pub fn snapshot_after_deploy(&self, environment: &str) -> bool {
+        self.snapshot_after_deploy
+            .get(environment)
+            .copied()
+            .unwrap_or(environment == "prod")
+    }
 }
 
 impl ProjectDeployment {
@@ -135,6 +194,10 @@ impl ProjectDeployment {
             platform: None,
             domains: IndexMap::new(),
             services,
+            registry: None,
+            release_retention: None,
+            snapshot_after_deploy: IndexMap::new(),
+            kubernetes_context: None,
         }
     }
 }
@@ -143,6 +206,9 @@ impl ProjectDeployment {
 pub struct DeploymentConfig {
     pub deployment_platform: String,
     pub projects: IndexMap<String, ProjectDeployment>,
+    pub registry: Option<String>,
+    pub release_retention: usize,
+    pub kubernetes_context: Option<String>,
 }
 
 impl Default for DeploymentConfig {
@@ -150,6 +216,9 @@ impl Default for DeploymentConfig {
         DeploymentConfig {
             deployment_platform: "docker".into(),
             projects: IndexMap::new(),
+            registry: None,
+            release_retention: DEFAULT_RELEASE_RETENTION,
+            kubernetes_context: None,
         }
     }
 }
@@ -170,6 +239,28 @@ impl DeploymentConfig {
             .unwrap_or_else(|| self.deployment_platform.clone())
     }
 
+    /// The outside registry `project` pushes to, if one is configured (else the master's).
+    pub fn registry_of(&self, project: &str) -> Option<String> {
+        self.projects
+            .get(project)
+            .and_then(|p| p.registry.clone())
+            .or_else(|| self.registry.clone())
+    }
+
+    pub fn release_retention_of(&self, project: &str) -> usize {
+        self.projects
+            .get(project)
+            .and_then(|p| p.release_retention)
+            .unwrap_or(self.release_retention)
+    }
+
+    pub fn kubernetes_context_of(&self, project: &str) -> Option<String> {
+        self.projects
+            .get(project)
+            .and_then(|p| p.kubernetes_context.clone())
+            .or_else(|| self.kubernetes_context.clone())
+    }
+
     pub fn check(c: &mut Checker, value: &Value) -> DeploymentConfig {
         let mut config = DeploymentConfig::default();
         let Some(root) = c.object("", value) else {
@@ -181,6 +272,11 @@ impl DeploymentConfig {
                 config.deployment_platform = p;
             }
         }
+        config.registry = check_registry(c, root, "");
+        if let Some(n) = c.opt_integer(root, "", "release_retention", 1, 100) {
+            config.release_retention = n as usize;
+        }
+        config.kubernetes_context = c.opt_string(root, "", "kubernetes_context", "\"my-cluster\"");
         if let Some(projects) = c.opt_object(root, "", "projects") {
             for (name, p) in projects {
                 if let Some(project) = check_project(c, &join("projects", name), p) {
@@ -213,6 +309,37 @@ fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectDe
             }
         }
     }
+    let registry = check_registry(c, map, path);
+    let release_retention = c
+        .opt_integer(map, path, "release_retention", 1, 100)
+        .map(|n| n as usize);
+    let kubernetes_context = c.opt_string(map, path, "kubernetes_context", "\"my-cluster\"");
+    let mut snapshot_after_deploy = IndexMap::new();
+    match map.get("snapshot_after_deploy") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => {
+            for env in ["prod", "uat"] {
+                snapshot_after_deploy.insert(env.to_string(), *b);
+            }
+        }
+        Some(Value::Object(per_env)) => {
+            for (env, v) in per_env {
+                let p = join(&join(path, "snapshot_after_deploy"), env);
+                if let Some(message) = environment_problem(env) {
+                    c.error(&p, message);
+                } else if let Some(b) = v.as_bool() {
+                    snapshot_after_deploy.insert(env.clone(), b);
+                } else {
+                    c.expected(&p, "true or false", v);
+                }
+            }
+        }
+        Some(other) => c.expected(
+            &join(path, "snapshot_after_deploy"),
+            "true, false or {\"prod\": true, \"uat\": false}",
+            other,
+        ),
+    }
     let mut services = IndexMap::new();
     match map.get("services") {
         None => c.error(
@@ -242,7 +369,35 @@ fn check_project(c: &mut Checker, path: &str, value: &Value) -> Option<ProjectDe
         platform,
         domains,
         services,
+        registry,
+        release_retention,
+        snapshot_after_deploy,
+        kubernetes_context,
     })
+}
+
+/// `registry`: a host (with an optional port) and an optional path, as Docker names them
+/// (`registry.example.com:5000/team`); no scheme.
+fn check_registry(
+    c: &mut Checker,
+    map: &serde_json::Map<String, Value>,
+    path: &str,
+) -> Option<String> {
+    let registry = c.opt_string(map, path, "registry", "\"registry.example.com/team\"")?;
+    let valid = !registry.is_empty()
+        && !registry.contains("://")
+        && !registry.ends_with('/')
+        && registry
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "._-:/".contains(ch));
+    if !valid {
+        c.error(
+            &join(path, "registry"),
+            format!("`{registry}` is not a registry name; use a host and an optional path without a scheme, like \"registry.example.com/team\""),
+        );
+        return None;
+    }
+    Some(registry)
 }
 
 fn check_service(
@@ -345,7 +500,45 @@ fn check_service(
             );
         }
     }
-    let health_check = c.opt_string(map, path, "health_check", "\"/health\"");
+    let mut health_check = None;
+    for key in ["health_path", "health_check"] {
+        if let Some(h) = c.opt_string(map, path, key, "\"/health\"") {
+            if !h.starts_with('/') || h.contains(char::is_whitespace) {
+                c.error(
+                    &Field(path, key),
+                    format!("`{h}` is not a URL path; use one like \"/health\""),
+                );
+            } else if health_check.as_ref().is_some_and(|first| first != &h) {
+                c.error(
+                    &Field(path, key),
+                    "`health_path` and `health_check` are the same setting and disagree; keep `health_path`",
+                );
+            } else {
+                health_check = Some(h);
+            }
+        }
+    }
+    let health_timeout = c
+        .opt_integer(map, path, "health_timeout", 1, 3600)
+        .map(|n| n as u64);
+    let singleton = c.opt_bool(map, path, "singleton").unwrap_or(false);
+    if singleton && kind == Some(ServiceKind::Web) {
+        c.error(
+            &Field(path, "singleton"),
+            "only a worker can be a singleton: web services run on every droplet they are placed on and roll one beside the other; remove it or make the service \"type\": \"worker\"",
+        );
+    }
+    let context = c.opt_string(map, path, "context", "\"backend\"");
+    if let Some(dir) = &context {
+        if dir.starts_with('/') || dir.split('/').any(|part| part == "..") {
+            c.error(
+                &Field(path, "context"),
+                format!(
+                    "`{dir}` leaves the repository; use a directory inside it, like \"backend\""
+                ),
+            );
+        }
+    }
     if kind == Some(ServiceKind::Worker) {
         for key in ["port", "base_port", "path"] {
             if map.get(key).is_some_and(|v| !v.is_null()) {
@@ -368,5 +561,8 @@ fn check_service(
         droplets,
         path: route,
         health_check,
+        health_timeout,
+        singleton,
+        context,
     })
 }

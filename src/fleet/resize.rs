@@ -91,7 +91,7 @@ impl Fleet {
 
     /// Runs one action and waits for it. When the answer to the request was lost, the
     /// droplet itself says whether it happened (`done`): an action is never sent twice.
-    async fn act(
+    pub(super) async fn act(
         &self,
         id: u64,
         action: &DropletAction,

@@ -11,6 +11,61 @@ pub const SNAPSHOT_PREFIX: &str = "infra-";
 pub const DEFAULT_SNAPSHOT_RETENTION: usize = 3;
 
 impl Fleet {
+    /// Takes a snapshot of droplet `id` (`name` in the state), named
+    /// `infra-<droplet>-<yyyymmdd-hhmmss>`, and waits for it; told (in a dry run: what would
+    /// be taken). Returns the snapshot's name.
+    pub async fn snapshot(
+        &self,
+        name: &str,
+        id: u64,
+        reporter: &Reporter,
+    ) -> Result<String, FleetError> {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+        let snapshot = format!(
+            "{SNAPSHOT_PREFIX}{name}-{}-{}",
+            &digits[..8],
+            &digits[8..14]
+        );
+        let change = Change::new(
+            "snapshot",
+            name,
+            Value::Null,
+            serde_json::json!({"snapshot": snapshot, "droplet_id": id}),
+        );
+        if reporter.dry_run() {
+            reporter.would(&change, &format!("take snapshot {snapshot} of {name}"));
+            return Ok(snapshot);
+        }
+        let started = std::time::Instant::now();
+        let action = crate::cloud::DropletAction::Snapshot {
+            name: snapshot.clone(),
+        };
+        // When the answer to the request is lost, a snapshot more than before says it was taken.
+        let before = match self.api(self.client.get_droplet(id)).await {
+            Ok(d) => d.snapshot_ids.len(),
+            Err(e) => {
+                reporter.failed(&change, &e.to_string());
+                return Err(e.into());
+            }
+        };
+        let result = self
+            .act(id, &action, move |d| d.snapshot_ids.len() > before)
+            .await;
+        if let Err(e) = result {
+            reporter.failed(&change, &e.to_string());
+            return Err(e);
+        }
+        reporter.done(
+            &change,
+            &format!(
+                "took snapshot {snapshot} of {name} in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        Ok(snapshot)
+    }
+
     /// infra's snapshots beyond the newest `retention` of each droplet, oldest first. A
     /// snapshot is infra's when it was taken of a droplet infra made (one whose id the state
     /// records in `recorded_ids`, or one tagged `infra`) or carries the `infra` tag itself;

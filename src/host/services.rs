@@ -53,6 +53,8 @@ pub struct Services {
     pub reporter: Reporter,
     /// What the last `refresh()` of this run found, for the `plan()` after it.
     refresh: Mutex<Option<Refresh>>,
+    /// The deploy locks this run holds, by project-environment, until it ends.
+    deploy_locks: Mutex<std::collections::HashMap<String, crate::state::lock::StateLock>>,
 }
 
 impl Services {
@@ -72,7 +74,21 @@ impl Services {
                 options.dry_run,
             ),
             refresh: Mutex::new(None),
+            deploy_locks: Mutex::default(),
         }
+    }
+
+    /// Takes `project_env`'s deploy lock with `take` unless this run holds it already.
+    pub fn hold_deploy_lock<E>(
+        &self,
+        project_env: &str,
+        take: impl FnOnce() -> Result<crate::state::lock::StateLock, E>,
+    ) -> Result<(), E> {
+        let mut held = self.deploy_locks.lock().expect("deploy locks");
+        if !held.contains_key(project_env) {
+            held.insert(project_env.to_string(), take()?);
+        }
+        Ok(())
     }
 
     pub fn set_refresh(&self, refresh: Refresh) {
@@ -87,6 +103,7 @@ impl Services {
     /// cloud itself afresh.
     pub(super) fn reset_run(&self) {
         self.refresh.lock().expect("refresh").take();
+        self.deploy_locks.lock().expect("deploy locks").clear();
         self.fleet.reset();
         self.ssh.reset();
     }

@@ -16,6 +16,7 @@ mod host;
 mod known_hosts;
 mod pool;
 mod session;
+mod tunnel;
 mod wait;
 
 pub use connector::{Connector, Options};
@@ -25,4 +26,5 @@ pub use host::Host;
 pub use known_hosts::{HostKeyCheck, KnownHosts};
 pub use pool::Pool;
 pub use session::{shell_quote, ExecOutput, Session};
+pub use tunnel::Tunnel;
 pub use wait::wait_for_ssh;

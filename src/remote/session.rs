@@ -245,6 +245,28 @@ impl Session {
         self.check(&format!("upload to {path}"), output).map(|_| ())
     }
 
+    /// A `direct-tcpip` channel to `host:port` as the droplet sees them (`ssh -L`): what a
+    /// [`super::Tunnel`] copies one local connection through.
+    pub async fn open_direct_tcpip(
+        &self,
+        host: &str,
+        port: u16,
+        originator: std::net::SocketAddr,
+    ) -> Result<russh::Channel<client::Msg>, RemoteError> {
+        self.handle
+            .channel_open_direct_tcpip(
+                host,
+                u32::from(port),
+                originator.ip().to_string(),
+                u32::from(originator.port()),
+            )
+            .await
+            .map_err(|e| RemoteError::Connection {
+                host: self.host.clone(),
+                reason: format!("cannot open a tunnel to {host}:{port}: {e}"),
+            })
+    }
+
     /// Ends the connection.
     pub async fn close(&self) {
         let _ = self

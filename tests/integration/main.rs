@@ -1,5 +1,6 @@
 mod bad_input;
 mod cloud_contract;
+mod deploy;
 mod exec;
 mod harness;
 mod openapi;

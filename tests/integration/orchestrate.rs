@@ -366,7 +366,12 @@ impl Spawned {
     }
 
     pub(crate) fn finish(&mut self) -> Output {
-        let deadline = Instant::now() + COMMAND_LIMIT;
+        self.finish_within(COMMAND_LIMIT)
+    }
+
+    /// Waits for the process to end, at most `limit`.
+    pub(crate) fn finish_within(&mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 break status;
@@ -375,7 +380,7 @@ impl Spawned {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "infra {} did not end within {COMMAND_LIMIT:?}; stdout so far:\n{}",
+                    "infra {} did not end within {limit:?}; stdout so far:\n{}",
                     self.args.join(" "),
                     self.seen.join("\n")
                 );

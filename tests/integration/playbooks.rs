@@ -387,8 +387,8 @@ fn discover_json_reports_endpoints_workers_and_secret_names() {
     assert_eq!(
         backend["endpoints"],
         json!([
-            {"droplet": "hostomatic-web1", "ip": "203.0.113.11", "url": "http://203.0.113.11:8841"},
-            {"droplet": "hostomatic-web2", "ip": "203.0.113.12", "url": "http://203.0.113.12:8841"}
+            {"droplet": "hostomatic-web1", "ip": "203.0.113.11", "url": "http://203.0.113.11:8841", "release": null},
+            {"droplet": "hostomatic-web2", "ip": "203.0.113.12", "url": "http://203.0.113.12:8841", "release": null}
         ])
     );
     assert_eq!(

@@ -4,6 +4,7 @@
 
 mod cloud;
 mod core;
+mod deploy;
 mod plan;
 mod remote;
 mod state;
@@ -20,6 +21,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     cloud::register(engine, ctx);
     cloud::register_maintenance(engine, ctx);
     core::register(engine, ctx);
+    deploy::register(engine, ctx);
     state::register(engine, ctx);
     plan::register(engine, ctx);
     remote::register(engine, ctx);

@@ -38,8 +38,61 @@ struct Status<'a> {
     droplets: IndexMap<&'a str, DropletStatus<'a>>,
     projects: IndexMap<&'a str, IndexMap<&'a str, ServiceStatus<'a>>>,
     load_balancer: IndexMap<String, Vec<String>>,
+    /// Per deployed project-environment: the current release and which release each service
+    /// runs on each droplet.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    releases: IndexMap<String, ReleaseStatus>,
     summary: Summary,
     problems: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ReleaseStatus {
+    current: Option<String>,
+    /// service -> droplet -> release.
+    live: IndexMap<String, IndexMap<String, String>>,
+}
+
+/// The release histories in config/.infra/releases (one directory read: most
+/// project-environments of a large fleet may have none).
+fn releases(env: &Env) -> Result<IndexMap<String, ReleaseStatus>, super::Failure> {
+    let dir = crate::deploy::releases::releases_dir(&env.project);
+    let mut out = IndexMap::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    let mut paths: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let Some(key) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let r = crate::deploy::Releases::load(&path)
+            .map_err(|e| super::Failure::flow(e.to_string()))?;
+        let live = r
+            .live
+            .iter()
+            .map(|(service, by)| {
+                let by = by
+                    .iter()
+                    .map(|(d, c)| (d.clone(), c.release.clone()))
+                    .collect();
+                (service.clone(), by)
+            })
+            .collect();
+        out.insert(
+            key.to_string(),
+            ReleaseStatus {
+                current: r.current,
+                live,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn build<'a>(runtime: &'a Runtime, summary: Summary, problems: Vec<String>) -> Status<'a> {
@@ -114,6 +167,7 @@ fn build<'a>(runtime: &'a Runtime, summary: Summary, problems: Vec<String>) -> S
         droplets,
         projects,
         load_balancer,
+        releases: IndexMap::new(),
         summary,
         problems,
     }
@@ -183,6 +237,20 @@ fn render(status: &Status, spec_droplets: usize, spec_projects: usize) -> String
         };
         out.push_str(&format!("  {service} -> {targets}\n"));
     }
+    if !status.releases.is_empty() {
+        out.push_str("\nReleases (`infra releases PROJECT ENV` for the history):\n");
+        for (key, r) in &status.releases {
+            out.push_str(&format!(
+                "  {key}: {}\n",
+                r.current.as_deref().unwrap_or("no finished deploy")
+            ));
+            for (service, by) in &r.live {
+                for (droplet, release) in by {
+                    out.push_str(&format!("    {key}-{service} on {droplet}: {release}\n"));
+                }
+            }
+        }
+    }
     out.push_str("\nMonitoring:\n");
     for (name, d) in &status.droplets {
         let by = if d.monitored_by.is_empty() {
@@ -229,6 +297,7 @@ pub async fn run(env: &Env, refresh: bool) -> Outcome {
     };
     let summary = summary(&checked.spec, &checked.runtime);
     let mut status = build(&checked.runtime, summary, problems);
+    status.releases = releases(env)?;
     if env.options.json {
         status.refresh = findings;
         crate::output::line(&serde_json::to_string(&status).expect("status serializes"));

@@ -212,6 +212,34 @@ impl Host {
         }
     }
 
+    /// Rhai definitions of every native (with its documentation) for editors: what `infra
+    /// init` writes to definitions/infra.d.rhai.
+    pub fn definitions(&self) -> String {
+        let text = self
+            .engine
+            .definitions()
+            .include_standard_packages(false)
+            .single_file();
+        format!(
+            "// infra's natives, for editors that read Rhai definitions (written by `infra init`).\n{}",
+            natives::docs::annotate(&text)
+        )
+    }
+
+    /// The names of the natives registered in the engine (overloads once).
+    pub fn native_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .engine
+            .gen_fn_signatures(false)
+            .iter()
+            .filter_map(|sig| sig.split('(').next().map(str::to_string))
+            .filter(|name| !name.starts_with("get$") && !name.starts_with("set$"))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// `ARGS` and `OPTS`. They are constants when running, but plain variables when compiling,
     /// or the optimizer would fold the compile-time (empty) values into the script.
     fn scope(args: &[String], opts: &IndexMap<String, Dynamic>, constant: bool) -> Scope<'static> {

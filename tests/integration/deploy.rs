@@ -61,6 +61,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A change to one file: a line at its end.
+fn append(path: &Path, line: &str) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    text.push_str(line);
+    std::fs::write(path, text).unwrap();
+}
+
 fn commit_all(dir: &Path, message: &str) -> String {
     git(dir, &["add", "--all"]);
     git(dir, &["commit", "--quiet", "--allow-empty", "-m", message]);
@@ -349,7 +356,7 @@ async fn deploy_uat_promote_roll_back_and_refuse_an_unhealthy_release() {
     }
 
     // A redeploy of one changed file under constant load.
-    std::fs::write(repo.path().join("backend/version.txt"), "2\n").unwrap();
+    append(&repo.path().join("backend/app.py"), "# version 2\n");
     commit_all(repo.path(), "backend: version 2");
     let since = sandbox.ssh(&web1, "date +%s").unwrap();
     let load = Load::start(&master, uat, &["/api/", "/"]);
@@ -544,11 +551,10 @@ async fn one_droplet_rolls_without_downtime_and_bad_starts_change_nothing() {
 
     // Under load, twice (the second roll goes back to the service's own port).
     for round in 1..=2 {
-        std::fs::write(
-            repo.path().join("frontend/version.txt"),
-            format!("{round}\n"),
-        )
-        .unwrap();
+        append(
+            &repo.path().join("frontend/app.py"),
+            &format!("# version {round}\n"),
+        );
         commit_all(repo.path(), "frontend: another version");
         let load = Load::start(&master, host, &["/api/", "/"]);
         deploy_ok(&sandbox, &["deploy-uat", "digitalpixo"]);
@@ -564,7 +570,7 @@ async fn one_droplet_rolls_without_downtime_and_bad_starts_change_nothing() {
     assert_eq!(answer(&master, host, "/")["release"], now.as_str());
 
     // Two deploys at once: the second stops, naming the first.
-    std::fs::write(repo.path().join("frontend/version.txt"), "3\n").unwrap();
+    append(&repo.path().join("frontend/app.py"), "# version 3\n");
     commit_all(repo.path(), "frontend: version 3");
     let mut running = spawn(&sandbox.test, &["deploy-uat", "digitalpixo"], SECRETS);
     running.wait_stdout("the checkout", |l| l.contains("checked out"));

@@ -5,6 +5,7 @@
 mod cloud;
 mod core;
 mod deploy;
+pub mod docs;
 mod plan;
 mod remote;
 mod state;

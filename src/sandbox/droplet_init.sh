@@ -99,8 +99,10 @@ if [ "${1:-}" = identify ]; then
   exit 0
 fi
 
-# Left behind by a power off or captured by a snapshot: they would stop dockerd from starting.
+# Left behind by a power off or captured by a snapshot: they would stop dockerd from starting,
+# and podman (whose run state is meant to live on a tmpfs) from seeing that the host rebooted.
 rm -rf /run/docker /run/docker.pid /run/docker.sock /run/containerd /run/nginx.pid \
+  /run/docker-registry.pid /run/containers /run/libpod /run/runc /run/crun /run/netns \
   /var/run/docker.pid /var/lib/docker/runtimes /var/lib/docker/tmp
 
 mkdir -p /run/sshd
@@ -109,6 +111,26 @@ rsa_key_later
 # Below sshd in priority, so that droplets booting together answer SSH sooner.
 nice -n 10 dockerd >>/var/log/dockerd.log 2>&1 &
 dockerd=$!
+
+# What was running here comes back after a power cycle or in a droplet made from a snapshot,
+# in the background, output in /var/log/infra-boot.log. Podman has no daemon to restart its
+# containers (dockerd does its own): those with a restart policy are started again, as
+# podman-restart.service would, if podman was ever used here. Then the services infra set up
+# (its registry, nginx): each executable file in /etc/infra/boot.d, in name order, one after
+# the other; each starts its service in the background and returns (dockerd may not answer yet:
+# a script that needs it waits for it).
+boot_d=/etc/infra/boot.d
+(
+  if [ -e /var/lib/containers/storage/libpod/bolt_state.db ]; then
+    podman start --all --filter restart-policy=always --filter restart-policy=unless-stopped ||
+      echo "$(date -u '+%Y-%m-%dT%H:%M:%SZ') podman start --all exited with $?"
+  fi
+  for hook in "$boot_d"/*; do
+    [ -f "$hook" ] && [ -x "$hook" ] || continue
+    echo "$(date -u '+%Y-%m-%dT%H:%M:%SZ') boot.d: $hook"
+    "$hook" || echo "$(date -u '+%Y-%m-%dT%H:%M:%SZ') boot.d: $hook exited with $?"
+  done
+) </dev/null >>/var/log/infra-boot.log 2>&1 &
 # Still a spare (not yet told otherwise by /etc/infra-droplet), with the sandbox's directory.
 case ${INFRA_DROPLET_ID:-} in
   spare-*)

@@ -58,8 +58,13 @@ pub fn script(platform: Platform, master: bool) -> String {
     s.push_str(&format!("mkdir -p {ENV_DIR} && chmod 700 {ENV_DIR}\n"));
     match platform {
         Platform::Podman => s.push_str(
+            // The droplet's init starts podman's `unless-stopped` containers at boot (podman
+            // has no daemon to do it).
+            // Under systemd, podman-restart.service does it.
             r#"command -v podman >/dev/null 2>&1 || install podman
-boot_hook 20-podman 'podman ps -aq --filter restart-policy=unless-stopped | xargs -r podman start >/dev/null'
+if has_systemd && ! systemctl is-enabled podman-restart.service >/dev/null 2>&1; then
+  systemctl enable podman-restart.service >/dev/null 2>&1 && echo "changed: enabled podman-restart"
+fi
 "#,
         ),
         _ => s.push_str(

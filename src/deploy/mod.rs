@@ -88,7 +88,10 @@ impl DeployError {
     pub fn is_input(&self) -> bool {
         matches!(
             self,
-            DeployError::Input(_) | DeployError::MissingSecrets { .. } | DeployError::Template(_)
+            DeployError::Input(_)
+                | DeployError::MissingSecrets { .. }
+                | DeployError::Template(_)
+                | DeployError::Kubernetes(_)
         )
     }
 }
@@ -166,6 +169,14 @@ impl Deployer {
         let platform_name = loaded.deployment.platform_of(name);
         let platform = Platform::parse(&platform_name)
             .ok_or_else(|| DeployError::Input(format!("unknown platform `{platform_name}`")))?;
+        if platform == Platform::Kubernetes
+            && loaded.deployment.kubernetes_context_of(name).is_none()
+        {
+            return Err(crate::platform::kubernetes::KubernetesError::NoCluster {
+                project: name.to_string(),
+            }
+            .into());
+        }
         let registry = match loaded.deployment.registry_of(name) {
             Some(prefix) => Registry::Outside { prefix },
             None => {

@@ -32,7 +32,7 @@ const SECRETS: &[(&str, &str)] = &[
 ];
 
 /// The sample app as a git repository at `dir`, one commit.
-fn sample_repo(dir: &Path) {
+pub(crate) fn sample_repo(dir: &Path) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sample_app");
     let status = Command::new("cp")
         .arg("-r")

@@ -277,7 +277,7 @@ fn status_on_an_empty_state_says_what_to_do() {
 
 /// The init project after a first orchestration of hostomatic's prod environment: IPs, ports,
 /// a ring of monitors.
-fn deployed() -> Test {
+pub(crate) fn deployed() -> Test {
     Test::init()
         .edit(
             "config/infrastructure.json",

@@ -424,3 +424,115 @@ async fn remote_fans_out_and_waits_for_droplets() {
     );
     pool.close().await;
 }
+
+/// A layer of 200 MB (random, so compression cannot shrink it) goes through a `Tunnel` to a
+/// registry that listens only on the droplet's loopback, pushed by this machine's Docker
+/// Engine: the forward keeps to the channel's window and never stalls (Kamal's in-process
+/// forward wedged at ~27 MiB, basecamp/kamal#1886). The registry then has the image, and the
+/// tunnel counted at least the layer's size.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tunnel_carries_a_200_mb_layer_to_a_registry_on_the_droplet() {
+    let Some(sandbox) = Sandbox::up(&[]) else {
+        return;
+    };
+    let (_, host) = droplets(&sandbox, &["registry"]).await.remove(0);
+    let ip = host.ip.to_string();
+    // The registry on the droplet's loopback only (the sandbox image has Debian's).
+    sandbox
+        .ssh(
+            &ip,
+            "mkdir -p /etc/infra && printf 'version: 0.1\\nstorage:\\n  filesystem:\\n    rootdirectory: /var/lib/docker-registry\\nhttp:\\n  addr: 127.0.0.1:5000\\n' >/etc/infra/registry.yml && (setsid docker-registry serve /etc/infra/registry.yml >/var/log/registry.log 2>&1 </dev/null &) && for i in $(seq 50); do curl -fs http://127.0.0.1:5000/v2/ && exit 0; sleep 0.2; done; exit 1",
+        )
+        .unwrap();
+
+    // One FROM-scratch image whose only layer is 200 MB of random bytes.
+    let context = tempfile::tempdir().unwrap();
+    let blob = context.path().join("blob");
+    let status = std::process::Command::new("head")
+        .args(["-c", "209715200", "/dev/urandom"])
+        .stdout(std::fs::File::create(&blob).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY blob /blob\n",
+    )
+    .unwrap();
+    let tag = format!("infra-tunnel-test:{}", std::process::id());
+    let built = std::process::Command::new("docker")
+        .args(["build", "--quiet", "--tag", &tag])
+        .arg(context.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let pool = Pool::new(connector(&sandbox, Options::default()));
+    let session = pool.session(&host).await.unwrap();
+    let tunnel = Tunnel::open(session.clone(), "127.0.0.1", 5000)
+        .await
+        .unwrap();
+    let remote = format!("127.0.0.1:{}/tunnel-test:big", tunnel.port());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    assert!(docker(&["tag", &tag, &remote]).0);
+    let started = Instant::now();
+    let pushed = tokio::task::spawn_blocking({
+        let remote = remote.clone();
+        move || {
+            let out = std::process::Command::new("docker")
+                .args(["push", &remote])
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            )
+        }
+    });
+    let (ok, output) = tokio::time::timeout(Duration::from_secs(600), pushed)
+        .await
+        .expect("the push through the tunnel stalled")
+        .unwrap();
+    let took = started.elapsed();
+    let _ = docker(&["rmi", &remote]);
+    let _ = docker(&["rmi", &tag]);
+    assert!(ok, "docker push through the tunnel failed: {output}");
+    assert!(output.contains("digest: sha256:"), "{output}");
+    assert!(
+        tunnel.bytes_sent() >= 200 * 1024 * 1024,
+        "only {} bytes went through the tunnel",
+        tunnel.bytes_sent()
+    );
+    // The registry on the droplet has it, as it says itself.
+    let manifest = session
+        .run("curl -fs -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' http://127.0.0.1:5000/v2/tunnel-test/manifests/big")
+        .await
+        .unwrap();
+    assert_eq!(manifest.stdout_text(), "200");
+    eprintln!(
+        "200 MB layer through the tunnel in {:.1} s ({} bytes sent)",
+        took.as_secs_f64(),
+        tunnel.bytes_sent()
+    );
+}

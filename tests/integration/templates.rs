@@ -754,3 +754,101 @@ log(render_template("custom/hello.txt.j2", #{name: "team", port: 8080}));
         "templates/custom/hello.txt.j2:1: `port` is undefined: the context has no such variable (it has name)",
     );
 }
+
+/// The `kubernetes` platform: without a cluster configured a deploy stops before anything,
+/// saying which key to set; with one, a dry run shows the `kubectl` command line and the
+/// manifests it would apply (images by digest from the configured registry, Secrets left
+/// out), and those manifests pass `kubernetes-validate --strict`.
+#[test]
+fn kubernetes_deploys_name_their_cluster_and_apply_valid_manifests() {
+    let test = crate::playbooks::deployed();
+    let app = test.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    crate::deploy::sample_repo(&app);
+    let config = |extra: &str| {
+        format!(
+            r#"{{"deployment_platform": "kubernetes", {extra}
+  "projects": {{"hostomatic": {{"services": {{
+    "backend": {{"containerfile_path": "backend/Dockerfile", "secrets": ["db_password"], "health_path": "/health"}},
+    "frontend": {{"containerfile_path": "frontend/Dockerfile"}},
+    "worker_email": {{"type": "worker", "containerfile_path": "workers/Dockerfile", "command": "python email_processor.py"}},
+    "scheduler": {{"type": "worker", "containerfile_path": "scheduler/Dockerfile", "command": "python cron_scheduler.py", "singleton": true}}
+  }}}}}}}}"#
+        )
+    };
+    let secrets = [("HOSTOMATIC_UAT_DB_PASSWORD", "k8s-canary-19")];
+    let deploy = [
+        "--dry-run",
+        "deploy-uat",
+        "hostomatic",
+        "--local",
+        "--project-path",
+        "app",
+    ];
+
+    test.write(
+        "config/deployment_config.json",
+        &config(r#""registry": "registry.example.com/team","#),
+    );
+    let out = crate::orchestrate::run(&test, &deploy, &secrets);
+    assert_eq!(out.code, 2, "{}", crate::orchestrate::describe(&out));
+    assert!(
+        out.stderr
+            .contains("no cluster is configured: set \"kubernetes_context\""),
+        "{}",
+        out.stderr
+    );
+    test.write(
+        "config/deployment_config.json",
+        &config(r#""kubernetes_context": "prod-cluster","#),
+    );
+    let out = crate::orchestrate::run(&test, &deploy, &secrets);
+    assert_eq!(out.code, 2, "{}", crate::orchestrate::describe(&out));
+    assert!(out.stderr.contains("set \"registry\""), "{}", out.stderr);
+
+    test.write(
+        "config/deployment_config.json",
+        &config(
+            r#""kubernetes_context": "prod-cluster", "registry": "registry.example.com/team","#,
+        ),
+    );
+    let out = crate::orchestrate::run(&test, &deploy, &secrets);
+    assert_eq!(out.code, 0, "{}", crate::orchestrate::describe(&out));
+    let marker = "[dry-run] would `kubectl --context prod-cluster apply --filename -` these manifests (and one Secret per service, not shown):\n";
+    let start = out
+        .stdout
+        .find(marker)
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        + marker.len();
+    let manifests: String = out.stdout[start..]
+        .lines()
+        .take_while(|l| !l.starts_with("[dry-run]"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        manifests.contains("image: \"registry.example.com/team/hostomatic-backend@sha256:"),
+        "{manifests}"
+    );
+    assert!(!out.stdout.contains("k8s-canary-19") && !out.stderr.contains("k8s-canary-19"));
+    let Some(validate) = kubernetes_validate() else {
+        return;
+    };
+    test.write("k8s-plan.yaml", &manifests);
+    let report = check(
+        &validate,
+        &["--strict", "-k", KUBERNETES_VERSION, "k8s-plan.yaml"],
+        test.path(),
+    );
+    for resource in [
+        "namespace/hostomatic-uat",
+        "deployment/backend",
+        "deployment/scheduler",
+        "service/backend",
+        "service/frontend",
+    ] {
+        assert!(
+            report.contains(&format!("passed for resource {resource} ")),
+            "{resource} not validated: {report}"
+        );
+    }
+}

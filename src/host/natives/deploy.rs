@@ -1,6 +1,7 @@
 //! Natives of the deploy flows (playbooks/deploy_uat.rhai, deploy_prod.rhai, rollback.rhai and
 //! stdlib/deploy.rhai): `check_secrets`, `checkout`, `build_image`, `bootstrap`, `push_image`,
-//! `promote_release`, `find_release`, `current_release`, `services_of`, `deploy_service`, `deploy_kubernetes`,
+//! `promote_release`, `find_release`, `current_release`, `services_of`, `pull_images`,
+//! `deploy_service`, `deploy_kubernetes`,
 //! `render_nginx`, `check_health`, `finish_release`, `snapshot`, `snapshot_after_deploy`,
 //! `project_droplets`, `platform_of`. Thin: the work is in `crate::deploy`.
 //!
@@ -229,6 +230,18 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
             let release = release_of(&release)?;
             let outcome = run(&c, d.deploy_service(service, &release, batch as usize))?;
             to_dynamic(&outcome)
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "pull_images",
+        move |project: &str,
+              environment: &str,
+              release: Dynamic|
+              -> Result<(), Box<EvalAltResult>> {
+            let d = deployer(&c, project, environment)?;
+            let release = release_of(&release)?;
+            run(&c, d.pull_release(&release))
         },
     );
     let c = ctx.clone();

@@ -82,6 +82,7 @@ pub const NATIVES: &[(&str, &str)] = &[
     ("promote_release", "promote_release(project, from_env, to_env): to_env's release of from_env's current images, same digests, retagged; nothing built."),
     ("find_release", "find_release(project, env, name): a release by name, or the one before the current (name \"\")."),
     ("services_of", "services_of(project, env): the services in rollout order (web first); #{name, type, singleton}."),
+    ("pull_images", "pull_images(project, env, release): every droplet pulls the release's images it will run, all at once, before anything is replaced."),
     ("deploy_service", "deploy_service(project, env, service, release, batch): rolls one service out: web beside the old, health gate, nginx moved, drain, old stopped; workers replaced (singletons stopped first)."),
     ("deploy_kubernetes", "deploy_kubernetes(project, env, release): applies the manifests and Secrets with kubectl to `kubernetes_context` and waits for the rollouts."),
     ("render_nginx", "render_nginx(): renders nginx.conf from the live targets, checks it with `nginx -t` on the master and reloads; the previous config stays if the check fails. \"unchanged\", \"reloaded\" or \"started\"."),

@@ -95,7 +95,7 @@ fn deployment_config(repo: &Path) -> String {
   "deployment_platform": "docker",
   "projects": {{
     "hostomatic": {{"repo": {repo}, "branch": "main", "services": {services}}},
-    "digitalpixo": {{"repo": {repo}, "branch": "main", "services": {web_only}}}
+    "digitalpixo": {{"repo": {repo}, "branch": "main", "platform": "podman", "services": {web_only}}}
   }}
 }}
 "#,
@@ -307,7 +307,10 @@ async fn deploy_uat_promote_roll_back_and_refuse_an_unhealthy_release() {
     assert_eq!(answer(&master, uat, "/")["service"], "frontend");
     // Workers run their command on their droplet, and nginx knows nothing of them.
     let workers = sandbox
-        .ssh(&web1, "docker ps --format '{{.Names}} {{.Command}}' | sort")
+        .ssh(
+            &web1,
+            "docker ps --no-trunc --format '{{.Names}} {{.Command}}' | sort",
+        )
         .unwrap();
     assert!(
         workers.contains("hostomatic-uat-worker_email \"python email_processor.py\""),
@@ -490,9 +493,11 @@ async fn deploy_uat_promote_roll_back_and_refuse_an_unhealthy_release() {
     );
 }
 
-/// A project with one web droplet rolls with zero failed requests; a missing secret stops
-/// before anything changes; a dry run changes nothing on the droplets; a second deploy of the
-/// same project-environment at once stops with the lock's holder named.
+/// A project with one web droplet, on podman, rolls with zero failed requests; a missing secret
+/// stops before anything changes; a dry run shows the plan and the nginx diff and changes
+/// nothing on the droplets; status and discover show the live release; an nginx config that
+/// fails `nginx -t` is never installed; a second deploy of the same project-environment at
+/// once stops with the lock's holder named.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_droplet_rolls_without_downtime_and_bad_starts_change_nothing() {
     let Some((sandbox, repo)) = deployable() else {
@@ -506,7 +511,7 @@ async fn one_droplet_rolls_without_downtime_and_bad_starts_change_nothing() {
         sandbox
             .ssh(
                 ip,
-                "docker ps -a --format '{{.Names}}'; ls /etc/infra/env 2>&1; md5sum /etc/nginx/nginx.conf /etc/docker/daemon.json",
+                "podman ps -a --format '{{.Names}}'; ls /etc/infra/env /etc/containers/registries.conf.d 2>&1; md5sum /etc/nginx/nginx.conf /etc/docker/daemon.json",
             )
             .unwrap()
     };
@@ -548,6 +553,72 @@ async fn one_droplet_rolls_without_downtime_and_bad_starts_change_nothing() {
     deploy_ok(&sandbox, &["deploy-uat", "digitalpixo"]);
     let first = current(&sandbox, "digitalpixo", "uat");
     assert_eq!(answer(&master, host, "/api/")["release"], first.as_str());
+    let containers = sandbox
+        .ssh(&web, "podman ps --format '{{.Names}}' | sort")
+        .unwrap();
+    assert_eq!(
+        containers, "digitalpixo-uat-backend\ndigitalpixo-uat-frontend",
+        "podman runs them"
+    );
+    // status and discover: the live release per droplet.
+    let status = sandbox.ok(&["--json", "status"]).json();
+    assert_eq!(
+        status["releases"]["digitalpixo-uat"]["current"],
+        first.as_str()
+    );
+    assert_eq!(
+        status["releases"]["digitalpixo-uat"]["live"]["backend"]["digitalpixo-web1"],
+        first.as_str()
+    );
+    let discover = sandbox.ok(&["discover", "digitalpixo", "uat"]);
+    assert!(
+        discover
+            .stdout
+            .contains(&format!("current release: {first}")),
+        "{}",
+        describe(&discover)
+    );
+    assert!(
+        discover.stdout.contains(&format!("[{first}]")),
+        "{}",
+        describe(&discover)
+    );
+
+    // A broken nginx template: `nginx -t` on the master refuses it, the old config stays.
+    let config_before = sandbox
+        .ssh(&master, "md5sum /etc/nginx/nginx.conf")
+        .unwrap();
+    let template = sandbox.test.read("templates/nginx/nginx.conf.j2");
+    sandbox.test.write(
+        "templates/nginx/nginx.conf.j2",
+        &template.replace(
+            "server_tokens off;",
+            "server_tokens off;\n    no_such_directive on;",
+        ),
+    );
+    sandbox.test.write("nginx.rhai", "render_nginx();\n");
+    let refused = sandbox.infra(&["run", "nginx.rhai"]);
+    assert_eq!(refused.code, 1, "{}", describe(&refused));
+    assert!(
+        refused.stderr.contains("failed `nginx -t`"),
+        "{}",
+        describe(&refused)
+    );
+    assert!(
+        refused.stderr.contains("no_such_directive"),
+        "{}",
+        describe(&refused)
+    );
+    assert_eq!(
+        sandbox
+            .ssh(&master, "md5sum /etc/nginx/nginx.conf")
+            .unwrap(),
+        config_before
+    );
+    assert_eq!(answer(&master, host, "/api/")["release"], first.as_str());
+    sandbox
+        .test
+        .write("templates/nginx/nginx.conf.j2", &template);
 
     // Under load, twice (the second roll goes back to the service's own port).
     for round in 1..=2 {

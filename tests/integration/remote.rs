@@ -477,38 +477,11 @@ async fn a_tunnel_carries_a_200_mb_layer_to_a_registry_on_the_droplet() {
         .await
         .unwrap();
     let remote = format!("127.0.0.1:{}/tunnel-test:big", tunnel.port());
-    let docker = |args: &[&str]| {
-        let out = std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
     assert!(docker(&["tag", &tag, &remote]).0);
     let started = Instant::now();
     let pushed = tokio::task::spawn_blocking({
         let remote = remote.clone();
-        move || {
-            let out = std::process::Command::new("docker")
-                .args(["push", &remote])
-                .output()
-                .unwrap();
-            (
-                out.status.success(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            )
-        }
+        move || docker(&["push", &remote])
     });
     let (ok, output) = tokio::time::timeout(Duration::from_secs(600), pushed)
         .await
@@ -535,4 +508,20 @@ async fn a_tunnel_carries_a_200_mb_layer_to_a_registry_on_the_droplet() {
         took.as_secs_f64(),
         tunnel.bytes_sent()
     );
+}
+
+/// `docker ARGS`: whether it succeeded, and all it printed.
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

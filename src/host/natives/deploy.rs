@@ -334,7 +334,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn(
         "snapshot",
-        move |droplet: &str| -> Result<Map, Box<EvalAltResult>> { snapshot(&c, droplet) },
+        move |droplets: Dynamic| -> Result<Map, Box<EvalAltResult>> { snapshot(&c, droplets) },
     );
 }
 
@@ -408,24 +408,49 @@ fn source_of(map: &Map) -> Result<(Source, String), Box<EvalAltResult>> {
     Ok((source, release))
 }
 
-/// `snapshot(droplet)`: a snapshot of the droplet's disk, `infra-<droplet>-<time>`.
-fn snapshot(ctx: &Context, droplet: &str) -> Result<Map, Box<EvalAltResult>> {
-    let record = ctx
-        .store()?
-        .state()
-        .droplet(droplet)
-        .ok_or_else(|| bad_input(format!("no droplet `{droplet}` in the state")))?;
-    let id = record.id.ok_or_else(|| {
-        failure(format!(
-            "droplet `{droplet}` has no cloud id in the state yet; run `infra orchestrate`"
-        ))
-    })?;
+/// `snapshot(droplet)` or `snapshot([droplets])`: a snapshot of each droplet's disk,
+/// `infra-<droplet>-<time>`, all taken at once; the names by droplet.
+fn snapshot(ctx: &Context, droplets: Dynamic) -> Result<Map, Box<EvalAltResult>> {
+    let names: Vec<String> = if droplets.is_string() {
+        vec![droplets.into_string().expect("string")]
+    } else {
+        droplets
+            .try_cast::<Array>()
+            .ok_or_else(|| bad_input("snapshot takes a droplet name or a list of them"))?
+            .into_iter()
+            .map(|v| {
+                v.into_string()
+                    .map_err(|t| bad_input(format!("droplet names are strings, not {t}")))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut targets = Vec::new();
+    {
+        let store = ctx.store()?;
+        for name in &names {
+            let record = store
+                .state()
+                .droplet(name)
+                .ok_or_else(|| bad_input(format!("no droplet `{name}` in the state")))?;
+            let id = record.id.ok_or_else(|| {
+                failure(format!(
+                    "droplet `{name}` has no cloud id in the state yet; run `infra orchestrate`"
+                ))
+            })?;
+            targets.push((name.clone(), id));
+        }
+    }
     let fleet = ctx.fleet()?;
-    let name = ctx
-        .block_on(fleet.snapshot(droplet, id, ctx.reporter()))?
-        .map_err(|e| located(e.to_string(), false))?;
+    let reporter = ctx.reporter();
+    let results = ctx.block_on(futures_util::future::join_all(
+        targets
+            .iter()
+            .map(|(name, id)| fleet.snapshot(name, *id, reporter)),
+    ))?;
     let mut out = Map::new();
-    out.insert("droplet".into(), droplet.into());
-    out.insert("name".into(), name.into());
+    for ((name, _), result) in targets.iter().zip(results) {
+        let taken = result.map_err(|e| located(e.to_string(), false))?;
+        out.insert(name.as_str().into(), taken.into());
+    }
     Ok(out)
 }

@@ -65,7 +65,7 @@ pub const NATIVES: &[(&str, &str)] = &[
     ("old_snapshots", "old_snapshots(retention): infra's snapshots beyond the newest `retention` per droplet."),
     ("delete_snapshots", "delete_snapshots(list): deletes those snapshots."),
     ("cloud_timings", "cloud_timings(): time spent waiting on the API and on droplets this run."),
-    ("snapshot", "snapshot(droplet): takes a snapshot `infra-<droplet>-<yyyymmdd-hhmmss>` and waits for it."),
+    ("snapshot", "snapshot(droplet or [droplets]): takes a snapshot `infra-<droplet>-<yyyymmdd-hhmmss>` of each, all at once, and waits for them; the names by droplet."),
     // remote
     ("ssh", "ssh(droplet, command): runs a shell command on one droplet; #{status, stdout, stderr, ok}."),
     ("ssh_all", "ssh_all(droplets_or_target, command): the command on many droplets at once (a list, `all`, a role or a project); fails naming each droplet that failed."),

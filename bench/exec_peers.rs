@@ -43,6 +43,8 @@ struct Tool {
     env: Vec<(String, String)>,
     /// (inventory name, printed line) pairs from the tool's stdout and stderr.
     parse: fn(&str) -> Vec<(String, String)>,
+    /// The droplets it runs on, each of which must print its own name.
+    expect: Vec<String>,
     runs: Vec<Run>,
     failed: Option<String>,
 }
@@ -83,12 +85,7 @@ impl Tool {
 
     /// Runs the command once: what it took if it succeeded and printed every droplet's
     /// hostname, else why not.
-    fn run(
-        &self,
-        dir: &Path,
-        droplets: &BTreeMap<String, String>,
-        meter: &Meter,
-    ) -> Result<Run, String> {
+    fn run(&self, dir: &Path, meter: &Meter) -> Result<Run, String> {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
@@ -123,14 +120,15 @@ impl Tool {
         if !out.status.success() {
             return Err(format!("{}\n{}", out.status, describe()));
         }
-        // Every droplet printed its own hostname: 20 distinct ones.
+        // Every droplet printed its own hostname: 20 distinct ones (or the one).
         // pyinfra prints the output on stderr; infra and ansible on stdout.
         let seen = (self.parse)(&format!(
             "{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
-        let missing: Vec<&String> = droplets
-            .keys()
+        let missing: Vec<&String> = self
+            .expect
+            .iter()
             .filter(|name| {
                 !seen
                     .iter()
@@ -140,7 +138,7 @@ impl Tool {
         if !missing.is_empty() {
             return Err(format!(
                 "expected each of the {} droplets' own hostname, missing {missing:?}, parsed {seen:?}\n{}",
-                droplets.len(),
+                self.expect.len(),
                 describe()
             ));
         }
@@ -195,6 +193,8 @@ fn main() {
         })
         .collect();
     assert_eq!(droplets.len(), HOSTS, "droplets in the state: {droplets:?}");
+    assert!(droplets.contains_key("master"), "{droplets:?}");
+    let all: Vec<String> = droplets.keys().cloned().collect();
     let meter = Meter::for_sandbox(dir);
     if meter.droplets_cpu().is_none() {
         println!("exec_peers: the droplets' CPU time cannot be read here (no cgroup v1 or v2 accounting found), so it is not reported");
@@ -208,13 +208,14 @@ fn main() {
             .to_vec(),
         env: vec![],
         parse: parse_infra,
+        expect: all.clone(),
         runs: vec![],
         failed: None,
     }];
     // The warm-up of infra pins every droplet's host key in config/known_hosts, which the
     // peers then check against.
     let warm = tools[0]
-        .run(dir, &droplets, &meter)
+        .run(dir, &meter)
         .unwrap_or_else(|e| panic!("infra exec failed: {e}"));
     println!(
         "exec_peers: warm-up, infra pinned the host keys ({} ms)",
@@ -309,6 +310,7 @@ fn main() {
                 ],
                 env,
                 parse: parse_ansible,
+                expect: all.clone(),
                 runs: vec![],
                 failed: None,
             });
@@ -333,6 +335,26 @@ fn main() {
                 "-y".into(),
                 "--parallel".into(),
                 FORKS.into(),
+                inventory.clone().into(),
+                "exec".into(),
+                "--".into(),
+                "hostname".into(),
+            ],
+            env: vec![],
+            parse: parse_pyinfra,
+            expect: all.clone(),
+            runs: vec![],
+            failed: None,
+        });
+        // The same on one droplet: no other droplet's sshd competes for the cores, as on
+        // real hosts, which each have their own.
+        tools.push(Tool {
+            label: "pyinfra exec, one droplet".into(),
+            program: pyinfra.clone(),
+            args: vec![
+                "-y".into(),
+                "--limit".into(),
+                "master".into(),
                 inventory.into(),
                 "exec".into(),
                 "--".into(),
@@ -340,14 +362,27 @@ fn main() {
             ],
             env: vec![],
             parse: parse_pyinfra,
+            expect: vec!["master".into()],
             runs: vec![],
             failed: None,
         });
     }
+    tools.push(Tool {
+        label: "infra exec, one droplet".into(),
+        program: BIN.into(),
+        args: ["exec", "master", "--", "hostname"]
+            .map(OsString::from)
+            .to_vec(),
+        env: vec![],
+        parse: parse_infra,
+        expect: vec!["master".into()],
+        runs: vec![],
+        failed: None,
+    });
 
     // Warm-up: every tool once more, infra included (now on settled droplets).
     for tool in tools.iter_mut() {
-        if let Err(e) = tool.run(dir, &droplets, &meter) {
+        if let Err(e) = tool.run(dir, &meter) {
             tool.failed = Some(e);
         }
     }
@@ -360,7 +395,7 @@ fn main() {
             if tool.failed.is_some() {
                 continue;
             }
-            match tool.run(dir, &droplets, &meter) {
+            match tool.run(dir, &meter) {
                 Ok(run) => tool.runs.push(run),
                 Err(e) => tool.failed = Some(e),
             }
@@ -376,39 +411,45 @@ fn main() {
             );
         }
     }
-    let pyinfra_median = tools
-        .iter()
-        .find(|t| t.label.starts_with("pyinfra") && t.failed.is_none())
-        .map(|t| median(t.runs.iter().map(|r| r.wall)));
-    println!();
-    println!("| tool | wall, median of {rounds} | runs | ratio to pyinfra | CPU here (median) | CPU in the droplets (median) |");
-    println!("|---|---|---|---|---|---|");
-    for tool in &tools {
-        if tool.failed.is_some() {
-            println!("| {} | failed | - | - | - | - |", tool.label);
-            continue;
-        }
-        let wall = median(tool.runs.iter().map(|r| r.wall));
-        let ratio = pyinfra_median.map_or("-".into(), |p| {
-            format!("{:.2}", wall.as_secs_f64() / p.as_secs_f64())
-        });
-        let runs: Vec<String> = tool.runs.iter().map(|r| ms(r.wall)).collect();
-        let cpu = median(tool.runs.iter().map(|r| r.cpu));
-        let in_droplets = if tool.runs.iter().all(|r| r.droplets.is_some()) {
-            format!(
-                "{} ms",
-                ms(median(tool.runs.iter().filter_map(|r| r.droplets)))
-            )
-        } else {
-            "-".into()
-        };
+    for hosts in [HOSTS, 1] {
+        let group: Vec<&Tool> = tools.iter().filter(|t| t.expect.len() == hosts).collect();
+        let pyinfra_median = group
+            .iter()
+            .find(|t| t.label.starts_with("pyinfra") && t.failed.is_none())
+            .map(|t| median(t.runs.iter().map(|r| r.wall)));
+        println!();
         println!(
-            "| {} | {} ms | {} | {ratio} | {} ms | {in_droplets} |",
-            tool.label,
-            ms(wall),
-            runs.join(", "),
-            ms(cpu),
+            "| tool ({hosts} droplet{}) | wall, median of {rounds} | runs | ratio to pyinfra | CPU here (median) | CPU in the droplets (median) |",
+            if hosts == 1 { "" } else { "s" }
         );
+        println!("|---|---|---|---|---|---|");
+        for tool in group {
+            if tool.failed.is_some() {
+                println!("| {} | failed | - | - | - | - |", tool.label);
+                continue;
+            }
+            let wall = median(tool.runs.iter().map(|r| r.wall));
+            let ratio = pyinfra_median.map_or("-".into(), |p| {
+                format!("{:.2}", wall.as_secs_f64() / p.as_secs_f64())
+            });
+            let runs: Vec<String> = tool.runs.iter().map(|r| ms(r.wall)).collect();
+            let cpu = median(tool.runs.iter().map(|r| r.cpu));
+            let in_droplets = if tool.runs.iter().all(|r| r.droplets.is_some()) {
+                format!(
+                    "{} ms",
+                    ms(median(tool.runs.iter().filter_map(|r| r.droplets)))
+                )
+            } else {
+                "-".into()
+            };
+            println!(
+                "| {} | {} ms | {} | {ratio} | {} ms | {in_droplets} |",
+                tool.label,
+                ms(wall),
+                runs.join(", "),
+                ms(cpu),
+            );
+        }
     }
     if pyinfra.is_none() {
         println!("(no ratio: pyinfra is not installed)");

@@ -30,6 +30,9 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UseDNS no
 CONF
+# No message of the day: Debian's pam_motd runs `run-parts /etc/update-motd.d` for every SSH
+# session (about 15% of a session's CPU on a droplet), and no one reads it.
+sed -i 's/^\(session[[:space:]]\+optional[[:space:]]\+pam_motd\.so.*\)$/# \1/' "$rootfs/etc/pam.d/sshd"
 chmod 700 "$rootfs/root/.ssh"
 : >"$rootfs/root/.ssh/authorized_keys"
 chmod 600 "$rootfs/root/.ssh/authorized_keys"

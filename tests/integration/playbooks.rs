@@ -401,7 +401,7 @@ fn discover_json_reports_endpoints_workers_and_secret_names() {
     assert_eq!(worker["command"], "python email_processor.py");
     assert_eq!(
         worker["endpoints"],
-        json!([{"droplet": "hostomatic-web1", "ip": "203.0.113.11", "url": null}])
+        json!([{"droplet": "hostomatic-web1", "ip": "203.0.113.11", "url": null, "release": null}])
     );
     assert_eq!(services.len(), 4);
 }

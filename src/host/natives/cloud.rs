@@ -12,27 +12,13 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use serde_json::{json, Value};
 
+use super::droplet_names;
 use crate::fleet::{Finding, Fleet, FleetError};
 use crate::host::error::{bad_input, failure, located};
 use crate::host::{store_error, Context};
 use crate::plan::{Action, Kind, Plan};
 use crate::report::Change;
 use crate::state::placement::required_droplets;
-
-fn names(value: Dynamic) -> Result<Vec<String>, Box<EvalAltResult>> {
-    if value.is_string() {
-        return Ok(vec![value.into_string().expect("string")]);
-    }
-    let list = value
-        .try_cast::<Array>()
-        .ok_or_else(|| bad_input("expected a droplet name or a list of droplet names"))?;
-    list.into_iter()
-        .map(|v| {
-            v.into_string()
-                .map_err(|t| bad_input(format!("droplet names are strings, not {t}")))
-        })
-        .collect()
-}
 
 /// Takes the state lock before the first change to the cloud, so a second run started at the
 /// same time stops (or waits, with `--lock-timeout`) before it registers a key or creates a
@@ -84,12 +70,16 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn(
         "create_droplet",
-        move |which: Dynamic| -> Result<Map, Box<EvalAltResult>> { create(&c, names(which)?) },
+        move |which: Dynamic| -> Result<Map, Box<EvalAltResult>> {
+            create(&c, droplet_names(which)?)
+        },
     );
     let c = ctx.clone();
     engine.register_fn(
         "destroy_droplet",
-        move |which: Dynamic| -> Result<(), Box<EvalAltResult>> { destroy(&c, names(which)?) },
+        move |which: Dynamic| -> Result<(), Box<EvalAltResult>> {
+            destroy(&c, droplet_names(which)?)
+        },
     );
     let c = ctx.clone();
     engine.register_fn(
@@ -99,7 +89,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn(
         "resize_droplet",
-        move |which: Dynamic| -> Result<(), Box<EvalAltResult>> { resize(&c, names(which)?) },
+        move |which: Dynamic| -> Result<(), Box<EvalAltResult>> {
+            resize(&c, droplet_names(which)?)
+        },
     );
     let c = ctx.clone();
     engine.register_fn(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use serde_json::json;
 
-use super::{from_dynamic, to_dynamic};
+use super::{droplet_names, from_dynamic, to_dynamic};
 use crate::deploy::checkout::{self, Source};
 use crate::deploy::ship::BuiltImage;
 use crate::deploy::{DeployError, Deployer, ReleaseRecord};
@@ -411,19 +411,7 @@ fn source_of(map: &Map) -> Result<(Source, String), Box<EvalAltResult>> {
 /// `snapshot(droplet)` or `snapshot([droplets])`: a snapshot of each droplet's disk,
 /// `infra-<droplet>-<time>`, all taken at once; the names by droplet.
 fn snapshot(ctx: &Context, droplets: Dynamic) -> Result<Map, Box<EvalAltResult>> {
-    let names: Vec<String> = if droplets.is_string() {
-        vec![droplets.into_string().expect("string")]
-    } else {
-        droplets
-            .try_cast::<Array>()
-            .ok_or_else(|| bad_input("snapshot takes a droplet name or a list of them"))?
-            .into_iter()
-            .map(|v| {
-                v.into_string()
-                    .map_err(|t| bad_input(format!("droplet names are strings, not {t}")))
-            })
-            .collect::<Result<_, _>>()?
-    };
+    let names = droplet_names(droplets)?;
     let mut targets = Vec::new();
     {
         let store = ctx.store()?;

@@ -13,7 +13,7 @@ mod template;
 
 use std::sync::Arc;
 
-use rhai::{Dynamic, Engine, EvalAltResult};
+use rhai::{Array, Dynamic, Engine, EvalAltResult};
 
 use super::error::bad_input;
 use super::Context;
@@ -27,6 +27,22 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     plan::register(engine, ctx);
     remote::register(engine, ctx);
     template::register(engine, ctx);
+}
+
+/// A droplet name or a list of droplet names, as natives that act on droplets take them.
+pub fn droplet_names(value: Dynamic) -> Result<Vec<String>, Box<EvalAltResult>> {
+    if value.is_string() {
+        return Ok(vec![value.into_string().expect("string")]);
+    }
+    let list = value
+        .try_cast::<Array>()
+        .ok_or_else(|| bad_input("expected a droplet name or a list of droplet names"))?;
+    list.into_iter()
+        .map(|v| {
+            v.into_string()
+                .map_err(|t| bad_input(format!("droplet names are strings, not {t}")))
+        })
+        .collect()
 }
 
 /// Script value from anything serializable.

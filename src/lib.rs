@@ -31,3 +31,4 @@ pub mod secrets;
 pub mod state;
 pub mod table;
 pub mod template;
+pub mod timestamp;

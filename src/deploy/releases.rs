@@ -181,14 +181,10 @@ impl Releases {
 
 /// `uat-20261202-065000-abc1234`, with `-dirty` for a working tree with uncommitted changes.
 pub fn release_name(environment: &str, at: SystemTime, commit: &str, dirty: bool) -> String {
-    let stamp = humantime::format_rfc3339_seconds(at).to_string();
-    // 2026-12-02T06:50:28Z -> 20261202-065028
-    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
     let short: String = commit.chars().take(7).collect();
     format!(
-        "{environment}-{}-{}-{short}{}",
-        &digits[..8],
-        &digits[8..14],
+        "{environment}-{}-{short}{}",
+        crate::timestamp::compact(at),
         if dirty { "-dirty" } else { "" }
     )
 }

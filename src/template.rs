@@ -672,7 +672,7 @@ pub struct EmailContext {
 }
 
 /// The services of `project`'s `environment`, checking that both exist.
-fn placed<'a>(
+pub fn placed<'a>(
     loaded: &'a Loaded,
     project: &str,
     environment: &str,

@@ -142,29 +142,9 @@ impl Deployer {
         name: &str,
         environment: &str,
     ) -> Result<Deployer, DeployError> {
-        let Some(spec) = loaded.spec.projects.get(name) else {
-            let known: Vec<&str> = loaded.spec.projects.keys().map(String::as_str).collect();
-            return Err(DeployError::Input(format!(
-                "project `{name}` is not in infrastructure_spec.projects; known projects: {}",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )));
-        };
-        if !spec.environments.iter().any(|e| e == environment) {
-            return Err(DeployError::Input(format!(
-                "project `{name}` has no environment `{environment}`; it has {}",
-                spec.environments.join(", ")
-            )));
-        }
+        // The project, its environment and its placed services, named when missing.
+        crate::template::placed(&loaded, name, environment)?;
         let pe = project_env(name, environment);
-        if !loaded.services.contains_key(&pe) {
-            return Err(DeployError::Input(format!(
-                "`{pe}` has no placed services; run `infra orchestrate` first"
-            )));
-        }
         let deployment = loaded.deployment.project(name);
         let platform_name = loaded.deployment.platform_of(name);
         let platform = Platform::parse(&platform_name)

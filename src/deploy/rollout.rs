@@ -313,7 +313,14 @@ impl Deployer {
             |(target, port, _)| async move {
                 let started = std::time::Instant::now();
                 let candidate = self
-                    .start(target, release, reference, secrets, Some(*port))
+                    .start_named(
+                        target,
+                        release,
+                        reference,
+                        secrets,
+                        Some(*port),
+                        &next_name(&target.full_name),
+                    )
                     .await?;
                 let session = self.pool.session(&target.host).await?;
                 self.reporter.progress(
@@ -401,26 +408,8 @@ impl Deployer {
         Ok(())
     }
 
-    /// Pulls the image, writes the env file and starts the container: `port` set for a web
-    /// service beside its old one (named `<service>-next`), none for a worker started under
-    /// `name`.
-    async fn start(
-        &self,
-        target: &Target,
-        release: &ReleaseRecord,
-        reference: &str,
-        secrets: &IndexMap<String, Secret>,
-        port: Option<u16>,
-    ) -> Result<Candidate, DeployError> {
-        let name = if port.is_some() {
-            next_name(&target.full_name)
-        } else {
-            target.full_name.clone()
-        };
-        self.start_named(target, release, reference, secrets, port, &name)
-            .await
-    }
-
+    /// Pulls the image (if the droplet lacks it), writes the env file and starts container
+    /// `name`: with `port` a web service's droplet port, published beside its old one.
     async fn start_named(
         &self,
         target: &Target,

@@ -25,13 +25,6 @@ pub struct BuiltImage {
     pub image_id: String,
 }
 
-/// What a push sent.
-#[derive(Debug, Clone, Default)]
-pub struct Pushed {
-    pub release: Option<ReleaseRecord>,
-    pub bytes: u64,
-}
-
 impl Deployer {
     /// The name of a release of `source` made now.
     pub fn release_name_for(&self, source: &Source) -> String {
@@ -121,13 +114,14 @@ impl Deployer {
         Ok(Tunnel::open(session, "127.0.0.1", REGISTRY_PORT).await?)
     }
 
-    /// Pushes `built` and records the release (built, not yet deployed).
+    /// Pushes `built` and records the release (built, not yet deployed); none in a dry run,
+    /// which pushes nothing. The bytes each push sent are in its `push_image` change.
     pub async fn push_images(
         &self,
         release: &str,
         source: &Source,
         built: &[BuiltImage],
-    ) -> Result<Pushed, DeployError> {
+    ) -> Result<Option<ReleaseRecord>, DeployError> {
         if self.dry_run {
             for image in built {
                 let change = Change::new(
@@ -145,7 +139,7 @@ impl Deployer {
                     ),
                 );
             }
-            return Ok(Pushed::default());
+            return Ok(None);
         }
         let tunnel = match &self.registry {
             Registry::Master { .. } => Some(Arc::new(self.registry_tunnel().await?)),
@@ -211,10 +205,7 @@ impl Deployer {
         let mut releases = self.releases()?;
         releases.record(record.clone());
         self.save_releases(&releases)?;
-        Ok(Pushed {
-            release: Some(record),
-            bytes: tunnel.as_ref().map_or(0, |t| t.bytes_sent()),
-        })
+        Ok(Some(record))
     }
 
     /// This environment's release of the images `from`'s current release runs: the same

@@ -227,6 +227,7 @@ impl Host {
     }
 
     /// The names of the natives registered in the engine (overloads once).
+    #[cfg(test)]
     pub fn native_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .engine

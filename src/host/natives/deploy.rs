@@ -20,7 +20,6 @@ use crate::deploy::ship::BuiltImage;
 use crate::deploy::{DeployError, Deployer, ReleaseRecord};
 use crate::host::error::{bad_input, failure, located};
 use crate::host::Context;
-use crate::report::Change;
 
 fn deploy_error(e: DeployError) -> Box<EvalAltResult> {
     located(e.to_string(), e.is_input())
@@ -131,7 +130,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
                 .map(|v| from_dynamic(v, "an image that build_image returned"))
                 .collect::<Result<_, _>>()?;
             let pushed = run(&c, d.push_images(&release, &source, &built))?;
-            match pushed.release {
+            match pushed {
                 Some(record) => to_dynamic(&record),
                 // A dry run pushes nothing: the release as it would be, without digests.
                 None => to_dynamic(&json!({
@@ -374,12 +373,6 @@ fn checkout_native(
         checkout::checkout(&repo, &branch, &ctx.project.root, &dir).map_err(deploy_error)?
     };
     let release = d.release_name_for(&source);
-    let change = Change::new(
-        "checkout",
-        project,
-        serde_json::Value::Null,
-        json!({"commit": source.commit, "dirty": source.dirty, "branch": source.branch, "release": release}),
-    );
     ctx.reporter().progress(
         "checkout",
         project,
@@ -389,7 +382,7 @@ fn checkout_native(
             if source.dirty { " with uncommitted changes" } else { "" },
             started.elapsed().as_secs_f64()
         ),
-        json!({"commit": change.after["commit"], "release": release, "seconds": started.elapsed().as_secs_f64()}),
+        json!({"commit": source.commit, "release": release, "seconds": started.elapsed().as_secs_f64()}),
     );
     let mut map = to_dynamic(&source)?
         .try_cast::<Map>()

@@ -18,7 +18,7 @@ echo "step: debootstrap bookworm from $mirror"
 # runtime that works on this kind of host (runc; crun fails on hybrid cgroups) and the rest of
 # what podman needs are named here.
 debootstrap --variant=minbase \
-  --include=openssh-server,iproute2,iputils-ping,iputils-arping,ca-certificates,curl,git,rsync,nginx-light,docker.io,docker-compose,iptables,procps,busybox-static,tini,less,podman,runc,conmon,catatonit,golang-github-containers-common,golang-github-containers-image,netavark,aardvark-dns,docker-registry \
+  --include=openssh-server,iproute2,iputils-ping,iputils-arping,ca-certificates,curl,git,rsync,nginx-light,docker.io,docker-compose,iptables,procps,busybox-static,tini,less,podman,runc,conmon,catatonit,golang-github-containers-common,golang-github-containers-image,netavark,aardvark-dns,docker-registry,redis-server \
   bookworm "$rootfs" "$mirror"
 
 echo "step: configure sshd, dockerd and the init"

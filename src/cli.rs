@@ -202,6 +202,20 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// The self-healing monitor of one droplet (a daemon: `orchestrate` and the deploys
+    /// install it on every droplet and keep it running; run by hand only to debug it).
+    Monitor {
+        /// The droplet this monitor runs on.
+        droplet: String,
+        /// Listen on this UDP address instead of 0.0.0.0:7947.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Install (or update) the monitor on droplets, and start it: what `orchestrate` and the
+    /// deploys do at their end. Every droplet when none is named.
+    InstallMonitors {
+        droplets: Vec<String>,
+    },
     /// Run any playbook. Arguments reach it as ARGS; `-- --key value` pairs as OPTS.
     Run {
         /// A playbook file, or the name of a bundled one (orchestrate, scale, ...).

@@ -28,6 +28,10 @@ pub fn sandbox_dir(project: &Project) -> PathBuf {
 /// The file of `DO_API_URL=...` and `DO_TOKEN=...` lines, within [`sandbox_dir`].
 pub const ENV_FILE: &str = "env";
 
+/// The line of the `env` file that tells where droplets reach the sandbox (its network's
+/// gateway): what the monitors on sandbox droplets use as their `DO_API_URL`.
+pub const DROPLET_URL_VARIABLE: &str = "DO_API_URL_FROM_DROPLETS";
+
 /// The sandbox's CA certificate (PEM), within [`sandbox_dir`].
 pub const CA_FILE: &str = "ca.pem";
 
@@ -35,6 +39,8 @@ pub const CA_FILE: &str = "ca.pem";
 #[derive(Debug, Clone)]
 pub struct SandboxEndpoint {
     pub url: String,
+    /// Where the sandbox's droplets reach it, when it serves them too.
+    pub droplet_url: Option<String>,
     pub token: Token,
     /// The CA that signs the server's certificate, when the sandbox serves HTTPS.
     pub ca: Option<PathBuf>,
@@ -52,6 +58,7 @@ impl SandboxEndpoint {
         let ca = dir.join(CA_FILE);
         Some(SandboxEndpoint {
             url: value("DO_API_URL")?,
+            droplet_url: value(DROPLET_URL_VARIABLE),
             token: Token::new(value("DO_TOKEN")?).ok()?,
             ca: ca.is_file().then_some(ca),
         })

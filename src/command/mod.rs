@@ -4,6 +4,7 @@
 mod discover;
 mod exec;
 mod init;
+mod monitor;
 mod playbook;
 mod releases;
 mod render;
@@ -201,6 +202,8 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             playbook::builtin(env, "update_admin_ip", vec![cidr], Default::default()).await
         }
         Command::Watch => watch::run(env).await,
+        Command::Monitor { droplet, listen } => monitor::run(&env, &droplet, listen).await,
+        Command::InstallMonitors { droplets } => monitor::install(&env, &droplets).await,
         Command::DeployUat {
             project,
             branch,

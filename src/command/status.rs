@@ -42,6 +42,9 @@ struct Status<'a> {
     /// runs on each droplet.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     releases: IndexMap<String, ReleaseStatus>,
+    /// Each droplet's monitor as its last report says (when monitors are installed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    monitors: Vec<crate::monitor::status::Seen>,
     summary: Summary,
     problems: Vec<String>,
 }
@@ -168,6 +171,7 @@ fn build<'a>(runtime: &'a Runtime, summary: Summary, problems: Vec<String>) -> S
         projects,
         load_balancer,
         releases: IndexMap::new(),
+        monitors: Vec::new(),
         summary,
         problems,
     }
@@ -260,6 +264,9 @@ fn render(status: &Status, spec_droplets: usize, spec_projects: usize) -> String
         };
         out.push_str(&format!("  {name} is watched by {by}\n"));
     }
+    if !status.monitors.is_empty() {
+        out.push_str(&render_monitors(&status.monitors));
+    }
     let s = &status.summary;
     let roles: Vec<String> = s
         .droplets_by_role
@@ -298,6 +305,7 @@ pub async fn run(env: &Env, refresh: bool) -> Outcome {
     let summary = summary(&checked.spec, &checked.runtime);
     let mut status = build(&checked.runtime, summary, problems);
     status.releases = releases(env)?;
+    status.monitors = monitors(env, &checked.runtime).await;
     if env.options.json {
         status.refresh = findings;
         crate::output::line(&serde_json::to_string(&status).expect("status serializes"));
@@ -366,5 +374,59 @@ fn render_findings(findings: &[crate::fleet::Finding]) -> String {
         out.push('\n');
     }
     out.push('\n');
+    out
+}
+
+/// The monitors' last reports, read over SSH from every droplet, when monitors were installed
+/// from here (their keys exist); nothing otherwise, so `status` stays offline for a fleet
+/// without them.
+async fn monitors(env: &Env, runtime: &Runtime) -> Vec<crate::monitor::status::Seen> {
+    let keys = crate::monitor::keys::monitor_dir(&env.project).join("keys");
+    let installed = std::fs::read_dir(&keys)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if !installed {
+        return Vec::new();
+    }
+    let hosts: Vec<crate::remote::Host> = runtime
+        .droplets
+        .iter()
+        .filter_map(|(name, d)| {
+            let ip = d.ip.as_deref()?.parse().ok()?;
+            Some(crate::remote::Host::new(name.clone(), ip))
+        })
+        .collect();
+    let connector = match crate::remote::Connector::for_project(&env.project) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("monitor reports not read: {e}");
+            return Vec::new();
+        }
+    };
+    let pool = std::sync::Arc::new(crate::remote::Pool::new(connector));
+    let seen = crate::monitor::status::fetch(pool.clone(), &hosts).await;
+    pool.close().await;
+    seen
+}
+
+fn render_monitors(seen: &[crate::monitor::status::Seen]) -> String {
+    let mut out = String::from("\nMonitors (each one's last report):\n");
+    for s in seen {
+        let Some(report) = &s.report else {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                s.droplet,
+                s.problem.as_deref().unwrap_or("no report")
+            ));
+            continue;
+        };
+        let age = s.age_seconds.unwrap_or(0);
+        out.push_str(&format!(
+            "  {}: reported {age} s ago{}\n",
+            s.droplet,
+            if age > 10 { " (STALE: is the monitor running?)" } else { "" }
+        ));
+        out.push_str(&crate::monitor::status::describe(report, "    "));
+    }
     out
 }

@@ -128,6 +128,7 @@ impl ServerInfo {
         let ca = paths.ca();
         Some(SandboxEndpoint {
             url: self.url.clone(),
+            droplet_url: None,
             token: Token::new(self.token.clone()).ok()?,
             ca: ca.is_file().then_some(ca),
         })
@@ -366,7 +367,6 @@ pub async fn serve(
     )
     .await;
 
-    let tls = tls::authority(&paths.dir)?.server_config()?;
     let listener = server::bind(port)
         .await
         .map_err(io("cannot listen on 127.0.0.1"))?;
@@ -374,9 +374,22 @@ pub async fn serve(
         .local_addr()
         .map_err(io("cannot read the listening address"))?
         .port();
+    // The droplets' monitors call the API too (power cycles, recovery): on the sandbox
+    // network's gateway, the host's own address on the droplets' bridge, same port.
+    let gateway = state.network.as_ref().map(|n| n.gateway);
+    let mut listeners = vec![listener];
+    if let Some(gateway) = gateway {
+        let on_gateway = tokio::net::TcpListener::bind((gateway, port))
+            .await
+            .map_err(io(format!("cannot listen on {gateway}:{port}")))?;
+        listeners.push(on_gateway);
+    }
+    let also: Vec<std::net::IpAddr> = gateway.into_iter().map(Into::into).collect();
+    let tls = tls::authority(&paths.dir)?.server_config(&also)?;
     let listener =
-        tls::TlsListener::new(listener, tls).map_err(io("cannot listen on 127.0.0.1"))?;
+        tls::TlsListener::on_all(listeners, tls).map_err(io("cannot listen on 127.0.0.1"))?;
     let url = format!("https://127.0.0.1:{port}");
+    let droplet_url = gateway.map(|g| format!("https://{g}:{port}"));
     let info = ServerInfo {
         pid: std::process::id(),
         url: url.clone(),
@@ -405,7 +418,10 @@ pub async fn serve(
     let json = serde_json::to_vec_pretty(&info).expect("server info serializes");
     atomic_file::write_with_mode(&paths.server(), &json, Some(0o600))
         .map_err(io(format!("cannot write {}", paths.server().display())))?;
-    let env = format!("DO_API_URL={url}\nDO_TOKEN={token}\n");
+    let mut env = format!("DO_API_URL={url}\nDO_TOKEN={token}\n");
+    if let Some(droplet_url) = &droplet_url {
+        env.push_str(&format!("{}={droplet_url}\n", endpoint::DROPLET_URL_VARIABLE));
+    }
     atomic_file::write_with_mode(&paths.env(), env.as_bytes(), Some(0o600))
         .map_err(io(format!("cannot write {}", paths.env().display())))?;
     tracing::info!(

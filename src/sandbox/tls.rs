@@ -9,7 +9,7 @@
 //! - [`TlsListener`]: TLS handshakes run concurrently, off the accept loop, so one slow client
 //!   cannot hold up the others; a client that speaks plain HTTP to it is told to use https.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,11 +138,14 @@ fn serial() -> SerialNumber {
 }
 
 impl Authority {
-    /// A fresh server certificate for `127.0.0.1` and `localhost`, and the TLS configuration
-    /// that serves it (HTTP/1.1, aws-lc-rs, TLS 1.2 and 1.3).
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    /// A fresh server certificate for `127.0.0.1`, `localhost` and `also` (the address the
+    /// droplets reach the sandbox on), and the TLS configuration that serves it (HTTP/1.1,
+    /// aws-lc-rs, TLS 1.2 and 1.3).
+    pub fn server_config(&self, also: &[IpAddr]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])?;
+        let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        names.extend(also.iter().map(IpAddr::to_string));
+        let mut params = CertificateParams::new(names)?;
         params
             .distinguished_name
             .push(DnType::CommonName, "infra sandbox");
@@ -174,9 +177,38 @@ pub struct TlsListener {
 
 impl TlsListener {
     pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
+        Self::on_all(vec![listener], config)
+    }
+
+    /// Accepts on every listener (loopback for the operator, the droplets' gateway for their
+    /// monitors) and hands on connections in one stream; the first listener's address is the
+    /// one told to plain-HTTP clients.
+    pub fn on_all(
+        listeners: Vec<TcpListener>,
+        config: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
+        let first = listeners
+            .first()
+            .ok_or_else(|| std::io::Error::other("no listener"))?
+            .local_addr()?;
         let (send, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
+        for listener in listeners {
+            let local = listener.local_addr()?;
+            Self::accept_on(listener, local, acceptor.clone(), send.clone());
+        }
+        Ok(TlsListener {
+            ready,
+            local: first,
+        })
+    }
+
+    fn accept_on(
+        listener: TcpListener,
+        local: SocketAddr,
+        acceptor: TlsAcceptor,
+        send: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    ) {
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = match listener.accept().await {
@@ -199,7 +231,6 @@ impl TlsListener {
                 });
             }
         });
-        Ok(TlsListener { ready, local })
     }
 }
 
@@ -278,7 +309,7 @@ mod tests {
         assert!(!format!("{first:?}").contains("PRIVATE"));
         let again = authority(dir.path()).unwrap();
         assert_eq!(std::fs::read_to_string(&again.cert_path).unwrap(), pem);
-        again.server_config().unwrap();
+        again.server_config(&[]).unwrap();
 
         std::fs::write(dir.path().join(CA_KEY_FILE), "not a key").unwrap();
         let error = authority(dir.path()).unwrap_err().to_string();
@@ -296,7 +327,7 @@ mod tests {
         let authority = authority(dir.path()).unwrap();
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let tls = TlsListener::new(listener, authority.server_config().unwrap()).unwrap();
+        let tls = TlsListener::new(listener, authority.server_config(&[]).unwrap()).unwrap();
         let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
         tokio::spawn(async move { axum::serve(tls, app).await });
 

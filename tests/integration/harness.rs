@@ -362,6 +362,17 @@ impl Running {
         }
     }
 
+    /// Reads the stderr lines that come within `d` into [`Running::seen`], whatever they are.
+    pub fn read_for(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok(line) = self
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+    }
+
     /// Waits for a stderr line equal to `line`.
     pub fn wait_for(&mut self, line: &str) -> String {
         self.wait_for_line(&format!("{line:?}"), |l| l == line)

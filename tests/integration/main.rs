@@ -3,6 +3,7 @@ mod cloud_contract;
 mod deploy;
 mod exec;
 mod harness;
+mod monitor;
 mod openapi;
 mod orchestrate;
 mod playbooks;

@@ -91,6 +91,7 @@ pub const NATIVES: &[(&str, &str)] = &[
     ("snapshot_after_deploy", "snapshot_after_deploy(project, env): whether deploys end with snapshots (default: prod only)."),
     ("project_droplets", "project_droplets(project, env): the droplets the project-environment's services run on."),
     ("platform_of", "platform_of(project): docker, podman or kubernetes."),
+    ("install_monitors", "install_monitors() or install_monitors(droplet or [droplets]): puts the self-healing monitor on droplets (binary, configs, playbooks, keys, secrets 0600, a supervisor) and starts it; droplets already up to date are left alone. [{droplet, outcome, binary_uploaded}]."),
 ];
 
 /// The documentation of `name`, if it has one.

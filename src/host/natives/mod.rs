@@ -6,6 +6,7 @@ mod cloud;
 mod core;
 mod deploy;
 pub mod docs;
+mod monitor;
 mod plan;
 mod remote;
 mod state;
@@ -23,6 +24,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     cloud::register_maintenance(engine, ctx);
     core::register(engine, ctx);
     deploy::register(engine, ctx);
+    monitor::register(engine, ctx);
     state::register(engine, ctx);
     plan::register(engine, ctx);
     remote::register(engine, ctx);

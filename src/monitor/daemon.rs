@@ -1,0 +1,550 @@
+//! `infra monitor DROPLET`: the running monitor.
+//!
+//! Built as components that share one cheap handle ([`Monitor`]) and talk over one event bus,
+//! rather than one loop:
+//! - the **prober** owns the UDP socket and the protocol [`Node`]: datagrams in, ticks every
+//!   100 ms, outputs sent, steps handed to the responder, events put on the bus;
+//! - the **responder** runs the graduated response's steps (drain, check, recover, restore) as
+//!   functions of `playbooks/recovery.rhai`, fenced by the node's epoch, and reports each back;
+//! - the **playbook watcher** reloads recovery.rhai when it changes (a broken edit keeps the
+//!   previous version and raises an alert);
+//! - the **reporter** writes the status file every second (what `infra status` shows);
+//! - the **alerts** and **local health** components listen and act on their own.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc};
+
+use super::keys::{self, OWN_KEY_FILE, PEERS_FILE};
+use super::protocol::{
+    Event, Keyring, Millis, Node, Output, PersistedState, ProtocolConfig, Step, StepRequest,
+};
+use super::status::{self, MonitorReport, PlaybookStatus, StepRecord};
+use super::{MONITOR_DIR, MONITOR_PORT};
+use crate::config::Loaded;
+use crate::project::Project;
+use crate::state::State;
+
+/// Monitors probe every peer when the fleet is this small; beyond it, the ring the state
+/// records (`monitors`).
+pub const PROBE_ALL_UP_TO: usize = 20;
+
+/// The playbook whose functions are the recovery steps.
+pub const RECOVERY_PLAYBOOK: &str = "playbooks/recovery.rhai";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What travels on the bus.
+#[derive(Debug, Clone)]
+pub enum BusEvent {
+    Protocol(Event),
+    StepStarted(StepRequest),
+    StepFinished {
+        request: StepRequest,
+        outcome: Result<(), String>,
+    },
+    PlaybookReloaded,
+    PlaybookRejected(String),
+}
+
+/// The handle every component holds.
+#[derive(Clone)]
+pub struct Monitor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    droplet: String,
+    project: Project,
+    bus: broadcast::Sender<BusEvent>,
+    started_at: u64,
+    origin: Instant,
+    report: Mutex<MonitorReport>,
+}
+
+impl Monitor {
+    pub fn droplet(&self) -> &str {
+        &self.inner.droplet
+    }
+
+    pub fn project(&self) -> &Project {
+        &self.inner.project
+    }
+
+    pub fn publish(&self, event: BusEvent) {
+        // No subscriber yet is not an error.
+        let _ = self.inner.bus.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
+        self.inner.bus.subscribe()
+    }
+
+    /// Monotonic milliseconds since the monitor started.
+    pub fn now(&self) -> Millis {
+        self.inner.origin.elapsed().as_millis() as Millis
+    }
+
+    /// Updates the report the reporter writes next.
+    pub fn update_report(&self, change: impl FnOnce(&mut MonitorReport)) {
+        change(&mut self.inner.report.lock().expect("report"));
+    }
+
+    fn report(&self) -> MonitorReport {
+        self.inner.report.lock().expect("report").clone()
+    }
+}
+
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Everything the daemon reads at start.
+pub struct Setup {
+    pub config: ProtocolConfig,
+    pub keys: Keyring,
+    /// Where each peer's monitor listens.
+    pub addresses: BTreeMap<String, SocketAddr>,
+    pub listen: SocketAddr,
+}
+
+fn monitor_file(project: &Project, name: &str) -> PathBuf {
+    project.infra_dir().join(MONITOR_DIR).join(name)
+}
+
+/// Reads the state, the configs and the keys; checks that `droplet` is in the fleet.
+pub fn setup(project: &Project, droplet: &str, listen: Option<SocketAddr>) -> Result<(Setup, Loaded), DaemonError> {
+    let path = project.state_path();
+    let state = State::load(&path, &project.display(&path))
+        .map_err(|e| DaemonError::Input(e.to_string()))?;
+    let loaded = crate::config::load(project, state)
+        .map_err(|e| DaemonError::Input(e.to_string()))?;
+    let runtime = &loaded.runtime;
+    let Some(me) = runtime.droplets.get(droplet) else {
+        return Err(DaemonError::Input(format!(
+            "droplet `{droplet}` is not in the state; monitors run on the fleet's droplets ({})",
+            runtime.droplets.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let mut addresses = BTreeMap::new();
+    for (name, d) in runtime.droplets.iter() {
+        if let Some(ip) = d.ip.as_deref().and_then(|ip| ip.parse().ok()) {
+            addresses.insert(name.clone(), SocketAddr::new(ip, MONITOR_PORT));
+        }
+    }
+    let cluster: Vec<String> = addresses.keys().cloned().collect();
+    if !cluster.iter().any(|n| n == droplet) {
+        return Err(DaemonError::Input(format!(
+            "droplet `{droplet}` has no address in the state; run `infra orchestrate` first"
+        )));
+    }
+    let watch: Vec<String> = if cluster.len() <= PROBE_ALL_UP_TO {
+        cluster.iter().filter(|n| *n != droplet).cloned().collect()
+    } else {
+        me.monitors.clone()
+    };
+    let own = keys::read_secret(&monitor_file(project, OWN_KEY_FILE))
+        .map_err(|e| DaemonError::Input(format!("{e} (installed by `infra orchestrate` or a deploy)")))?;
+    let peers = keys::read_peers(&monitor_file(project, PEERS_FILE))
+        .map_err(|e| DaemonError::Input(e.to_string()))?;
+    if let Some(missing) = cluster.iter().find(|n| !peers.contains_key(*n)) {
+        return Err(DaemonError::Input(format!(
+            "no public key for `{missing}` in {}; install the monitors again (`infra orchestrate`)",
+            monitor_file(project, PEERS_FILE).display()
+        )));
+    }
+    let mut config = ProtocolConfig::new(droplet.to_string(), cluster, watch);
+    config.master = runtime
+        .droplets
+        .iter()
+        .find(|(_, d)| d.role == "master")
+        .map(|(n, _)| n.clone());
+    let keys = Keyring::new(droplet.to_string(), own, peers);
+    let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], MONITOR_PORT)));
+    Ok((
+        Setup {
+            config,
+            keys,
+            addresses,
+            listen,
+        },
+        loaded,
+    ))
+}
+
+/// Runs the monitor until interrupted.
+pub async fn run(project: Project, droplet: String, listen: Option<SocketAddr>) -> Result<(), DaemonError> {
+    let (setup, _loaded) = setup(&project, &droplet, listen)?;
+    let socket = UdpSocket::bind(setup.listen)
+        .await
+        .map_err(|e| DaemonError::Io(format!("cannot listen on udp {}: {e}", setup.listen)))?;
+    let (bus, _) = broadcast::channel(1024);
+    let monitor = Monitor {
+        inner: Arc::new(Inner {
+            droplet: droplet.clone(),
+            project: project.clone(),
+            bus,
+            started_at: status::now_unix(),
+            origin: Instant::now(),
+            report: Mutex::new(MonitorReport {
+                droplet: droplet.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                started_at: status::now_unix(),
+                ..MonitorReport::default()
+            }),
+        }),
+    };
+    tracing::info!(
+        "monitor of {droplet} listening on udp {} ({} peers watched)",
+        setup.listen,
+        setup.config.watch.len()
+    );
+    let persisted_path = monitor_file(&project, "persisted.json");
+    let persisted: Option<PersistedState> = std::fs::read(&persisted_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let node = match persisted {
+        Some(saved) => Node::restore(setup.config, setup.keys, saved, monitor.now(), wall_ms()),
+        None => Node::new(setup.config, setup.keys, monitor.now(), wall_ms()),
+    }
+    .map_err(|e| DaemonError::Input(e.to_string()))?;
+    let (steps_tx, steps_rx) = mpsc::unbounded_channel::<StepRequest>();
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<(StepRequest, Result<(), String>)>();
+    let playbook = Playbook::start(monitor.clone());
+    tokio::spawn(respond(monitor.clone(), playbook, node.fence(), steps_rx, done_tx));
+    tokio::spawn(write_reports(monitor.clone()));
+    tokio::spawn(log_events(monitor.clone()));
+    probe(
+        monitor,
+        node,
+        socket,
+        setup.addresses,
+        steps_tx,
+        done_rx,
+        persisted_path,
+    )
+    .await
+}
+
+/// The prober: the protocol node behind a real socket and a real clock.
+async fn probe(
+    monitor: Monitor,
+    mut node: Node,
+    socket: UdpSocket,
+    addresses: BTreeMap<String, SocketAddr>,
+    steps: mpsc::UnboundedSender<StepRequest>,
+    mut done: mpsc::UnboundedReceiver<(StepRequest, Result<(), String>)>,
+    persisted_path: PathBuf,
+) -> Result<(), DaemonError> {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buffer = vec![0u8; 65536];
+    let mut last_status = Instant::now();
+    let mut last_persisted: Option<String> = None;
+    loop {
+        let outputs = tokio::select! {
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok((n, _from)) => node.receive(monitor.now(), wall_ms(), &buffer[..n]),
+                Err(e) => {
+                    tracing::warn!("receiving a datagram: {e}");
+                    Vec::new()
+                }
+            },
+            _ = tick.tick() => node.tick(monitor.now(), wall_ms()),
+            Some((request, outcome)) = done.recv() => {
+                node.step_finished(monitor.now(), wall_ms(), &request.target, request.step, outcome)
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("monitor of {} stopping", monitor.droplet());
+                return Ok(());
+            }
+        };
+        for output in outputs {
+            match output {
+                Output::Send { to, bytes } => {
+                    if let Some(address) = addresses.get(&to) {
+                        if let Err(e) = socket.send_to(&bytes, address).await {
+                            tracing::debug!("sending to {to} ({address}): {e}");
+                        }
+                    }
+                }
+                Output::Step(request) => {
+                    let _ = steps.send(request);
+                }
+                Output::Event(event) => monitor.publish(BusEvent::Protocol(event)),
+            }
+        }
+        if last_status.elapsed() >= Duration::from_millis(500) {
+            last_status = Instant::now();
+            let view = serde_json::to_value(node.status(monitor.now())).unwrap_or_default();
+            monitor.update_report(|r| r.protocol = view);
+            // Never reuse an incarnation or promise an epoch twice across restarts.
+            let persisted = serde_json::to_string(&node.crash_restart_safe_state()).unwrap_or_default();
+            if last_persisted.as_deref() != Some(persisted.as_str()) {
+                if let Err(e) = crate::atomic_file::write(&persisted_path, persisted.as_bytes()) {
+                    tracing::warn!("cannot save {}: {e}", persisted_path.display());
+                } else {
+                    last_persisted = Some(persisted);
+                }
+            }
+        }
+    }
+}
+
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Drain => "drain",
+        Step::Check => "check",
+        Step::Recover => "recover",
+        Step::Restore => "restore",
+    }
+}
+
+/// recovery.rhai, compiled, reloaded when it changes.
+#[derive(Clone)]
+pub struct Playbook {
+    host: Arc<crate::host::Host>,
+    compiled: Arc<Mutex<Option<crate::host::Compiled>>>,
+}
+
+impl Playbook {
+    fn start(monitor: Monitor) -> Playbook {
+        let ctx = crate::host::Context::new(
+            monitor.project().clone(),
+            crate::host::RunOptions {
+                dry_run: false,
+                json: false,
+                offline: false,
+                command: format!("monitor {}", monitor.droplet()),
+                lock_timeout: Duration::from_secs(60),
+            },
+            Arc::new(AtomicBool::new(false)),
+        );
+        let playbook = Playbook {
+            host: Arc::new(crate::host::Host::new(Arc::new(ctx))),
+            compiled: Arc::new(Mutex::new(None)),
+        };
+        playbook.load(&monitor);
+        let watcher = playbook.clone();
+        tokio::spawn(async move {
+            let path = monitor.project().root.join(RECOVERY_PLAYBOOK);
+            let mut seen = modified(&path);
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = modified(&path);
+                if now != seen {
+                    seen = now;
+                    watcher.load(&monitor);
+                }
+            }
+        });
+        playbook
+    }
+
+    /// Compiles recovery.rhai; a broken edit keeps the version already loaded.
+    fn load(&self, monitor: &Monitor) {
+        let source = match monitor.project().playbook(RECOVERY_PLAYBOOK) {
+            Ok(source) => source,
+            Err(e) => return self.rejected(monitor, e.to_string()),
+        };
+        match self.host.compile(&source) {
+            Ok(compiled) => {
+                *self.compiled.lock().expect("playbook") = Some(compiled);
+                monitor.update_report(|r| {
+                    r.playbook = PlaybookStatus {
+                        path: source.display.clone(),
+                        loaded_at: status::now_unix(),
+                        rejected: None,
+                    }
+                });
+                monitor.publish(BusEvent::PlaybookReloaded);
+                tracing::info!("{} loaded", source.display);
+            }
+            Err(e) => self.rejected(monitor, e.to_string()),
+        }
+    }
+
+    fn rejected(&self, monitor: &Monitor, error: String) {
+        let kept = self.compiled.lock().expect("playbook").is_some();
+        tracing::error!(
+            "{RECOVERY_PLAYBOOK} was not loaded{}: {error}",
+            if kept { " (the previous version keeps running)" } else { "" }
+        );
+        monitor.update_report(|r| r.playbook.rejected = Some(error.clone()));
+        monitor.publish(BusEvent::PlaybookRejected(error));
+    }
+
+    /// Runs one step: `<step>(target)` in recovery.rhai, on a blocking thread (natives block).
+    async fn run(&self, request: &StepRequest) -> Result<(), String> {
+        let compiled = self
+            .compiled
+            .lock()
+            .expect("playbook")
+            .clone()
+            .ok_or_else(|| format!("{RECOVERY_PLAYBOOK} is not loaded"))?;
+        let host = self.host.clone();
+        let name = step_name(request.step);
+        let target = request.target.clone();
+        tokio::task::spawn_blocking(move || {
+            host.call(&compiled, name, vec![rhai::Dynamic::from(target)])
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("the step stopped: {e}"))?
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The responder: one step at a time per target, each fenced by its epoch.
+async fn respond(
+    monitor: Monitor,
+    playbook: Playbook,
+    fence: super::protocol::Fence,
+    mut steps: mpsc::UnboundedReceiver<StepRequest>,
+    done: mpsc::UnboundedSender<(StepRequest, Result<(), String>)>,
+) {
+    let running: Arc<Mutex<BTreeMap<String, ()>>> = Arc::default();
+    let queued: Arc<Mutex<BTreeMap<String, VecDeque<StepRequest>>>> = Arc::default();
+    while let Some(request) = steps.recv().await {
+        queued
+            .lock()
+            .expect("queue")
+            .entry(request.target.clone())
+            .or_default()
+            .push_back(request.clone());
+        if running.lock().expect("running").insert(request.target.clone(), ()).is_some() {
+            continue;
+        }
+        let (monitor, playbook, fence, done, running, queued) = (
+            monitor.clone(),
+            playbook.clone(),
+            fence.clone(),
+            done.clone(),
+            running.clone(),
+            queued.clone(),
+        );
+        let target = request.target.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = queued
+                    .lock()
+                    .expect("queue")
+                    .get_mut(&target)
+                    .and_then(VecDeque::pop_front);
+                let Some(request) = next else {
+                    running.lock().expect("running").remove(&target);
+                    return;
+                };
+                let outcome = if fence.permits(request.epoch) {
+                    monitor.publish(BusEvent::StepStarted(request.clone()));
+                    record_step(&monitor, &request, None);
+                    playbook.run(&request).await
+                } else {
+                    Err(format!(
+                        "epoch {} is no longer this monitor's to act on; the step was not run",
+                        request.epoch
+                    ))
+                };
+                record_step(&monitor, &request, Some(&outcome));
+                monitor.publish(BusEvent::StepFinished {
+                    request: request.clone(),
+                    outcome: outcome.clone(),
+                });
+                let _ = done.send((request, outcome));
+            }
+        });
+    }
+}
+
+fn record_step(monitor: &Monitor, request: &StepRequest, outcome: Option<&Result<(), String>>) {
+    let name = step_name(request.step);
+    monitor.update_report(|r| {
+        let now = status::now_unix();
+        match outcome {
+            None => r.steps.push(StepRecord {
+                target: request.target.clone(),
+                step: name.into(),
+                epoch: request.epoch,
+                started_at: now,
+                finished_at: None,
+                outcome: "running".into(),
+            }),
+            Some(result) => {
+                let text = match result {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => e.clone(),
+                };
+                match r.steps.iter_mut().rev().find(|s| {
+                    s.target == request.target && s.step == name && s.finished_at.is_none()
+                }) {
+                    Some(s) => {
+                        s.finished_at = Some(now);
+                        s.outcome = text;
+                    }
+                    None => r.steps.push(StepRecord {
+                        target: request.target.clone(),
+                        step: name.into(),
+                        epoch: request.epoch,
+                        started_at: now,
+                        finished_at: Some(now),
+                        outcome: text,
+                    }),
+                }
+                let excess = r.steps.len().saturating_sub(50);
+                r.steps.drain(..excess);
+            }
+        }
+    });
+}
+
+/// The reporter: the status file, every second.
+async fn write_reports(monitor: Monitor) {
+    let path = status::local_path(monitor.project());
+    loop {
+        let mut report = monitor.report();
+        report.written_at = status::now_unix();
+        report.started_at = monitor.inner.started_at;
+        match serde_json::to_vec_pretty(&report) {
+            Ok(bytes) => {
+                if let Err(e) = crate::atomic_file::write(&path, &bytes) {
+                    tracing::warn!("cannot write {}: {e}", path.display());
+                }
+            }
+            Err(e) => tracing::warn!("cannot serialize the status: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Every bus event in the monitor's log.
+async fn log_events(monitor: Monitor) {
+    let mut events = monitor.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(event) => tracing::info!("{event:?}"),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("the log missed {n} monitor events")
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub mod fleet;
 pub mod host;
 pub mod keypair;
 pub mod logging;
+pub mod monitor;
 pub mod name_map;
 pub mod output;
 pub mod plan;

@@ -17,8 +17,9 @@ pub const VERSION: u8 = 1;
 const DOMAIN: &[u8] = b"infra-monitor-v1\0";
 const SIGNATURE: usize = 64;
 /// How many sequence numbers below the highest one seen are still accepted once each, so UDP
-/// reordering is harmless.
-pub const REPLAY_WINDOW: u64 = 128;
+/// reordering is harmless. A sender numbers all its datagrams in one sequence (at N = 20 some
+/// 50-100 a second), so this covers reordering by ten seconds or more.
+pub const REPLAY_WINDOW: u64 = 1024;
 
 /// Signs outgoing envelopes and verifies incoming ones. [`Keyring`] (Ed25519) is the one real
 /// implementation; the trait exists so a long-running simulation can swap in a cheaper one.
@@ -43,7 +44,8 @@ pub enum DropReason {
     /// The envelope does not decode, or its signature does not match its bytes: altered in
     /// transit or signed with a key that is not the sender's.
     Tampered,
-    /// A sequence number already accepted, or older than the replay window.
+    /// A sequence number already accepted, or more than [`REPLAY_WINDOW`] behind the newest
+    /// from that sender (too old to tell).
     Replayed,
     /// The sender's wall clock is outside `message_window` of ours.
     Stale,
@@ -309,35 +311,59 @@ pub(crate) fn fresh(sender_wall: u64, my_wall: u64, window: Millis) -> bool {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ReplayWindow {
     highest: u64,
-    /// Bit i set: `highest - i` was accepted.
-    seen: u128,
+    /// Bit i (word i / 64, bit i % 64) set: `highest - i` was accepted.
+    seen: [u64; (REPLAY_WINDOW / 64) as usize],
     any: bool,
 }
 
 impl ReplayWindow {
+    fn bit(&self, back: u64) -> bool {
+        self.seen[(back / 64) as usize] & (1 << (back % 64)) != 0
+    }
+
+    fn set(&mut self, back: u64) {
+        self.seen[(back / 64) as usize] |= 1 << (back % 64);
+    }
+
+    /// Shifts the window up by `by` sequence numbers.
+    fn shift(&mut self, by: u64) {
+        if by >= REPLAY_WINDOW {
+            self.seen = Default::default();
+            return;
+        }
+        let (words, bits) = ((by / 64) as usize, (by % 64) as u32);
+        let old = self.seen;
+        for i in (0..old.len()).rev() {
+            let from = i.checked_sub(words);
+            let mut w = from.map_or(0, |f| old[f] << bits);
+            if bits > 0 {
+                if let Some(lower) = from.and_then(|f| f.checked_sub(1)) {
+                    w |= old[lower] >> (64 - bits);
+                }
+            }
+            self.seen[i] = w;
+        }
+    }
+
     /// Records `seq` and says whether it is new.
     pub(crate) fn accept(&mut self, seq: u64) -> bool {
         if !self.any || seq > self.highest {
-            let shift = if self.any {
+            let by = if self.any {
                 seq - self.highest
             } else {
                 REPLAY_WINDOW
             };
-            self.seen = if shift >= 128 { 0 } else { self.seen << shift };
-            self.seen |= 1;
+            self.shift(by);
+            self.set(0);
             self.highest = seq;
             self.any = true;
             return true;
         }
         let back = self.highest - seq;
-        if back >= REPLAY_WINDOW {
+        if back >= REPLAY_WINDOW || self.bit(back) {
             return false;
         }
-        let bit = 1u128 << back;
-        if self.seen & bit != 0 {
-            return false;
-        }
-        self.seen |= bit;
+        self.set(back);
         true
     }
 }
@@ -354,10 +380,13 @@ mod tests {
         assert!(w.accept(1001), "reordered but new");
         assert!(!w.accept(1001), "replayed");
         assert!(!w.accept(1002), "replayed");
-        assert!(w.accept(1200));
+        assert!(w.accept(1000 + REPLAY_WINDOW + 1));
         assert!(!w.accept(1000), "behind the window");
         assert!(w.accept(1100), "inside the window, never seen");
         assert!(!w.accept(1100));
+        assert!(!w.accept(1002), "still remembered after the shift");
+        assert!(w.accept(1003 + 64), "bits carried across words stay apart");
+        assert!(!w.accept(1001 + REPLAY_WINDOW));
     }
 
     #[test]

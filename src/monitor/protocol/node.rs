@@ -197,7 +197,10 @@ impl<A: Authenticator> Node<A> {
             watch,
             master,
             incarnation: saved_inc.max(wall_ms),
-            seq: 0,
+            // Sequence numbers start at the wall clock x 1024 and count up by one: a restarted
+            // node starts above everything it sent before (unless it sent over a million
+            // datagrams a second) without saving a counter.
+            seq: wall_ms.saturating_mul(1024),
             members,
             detector,
             quorum: Quorum::default(),
@@ -275,9 +278,7 @@ impl<A: Authenticator> Node<A> {
     fn send(&mut self, now: Millis, wall_ms: u64, to: usize, kind: Kind, out: &mut Vec<Output>) {
         let mut body = Vec::with_capacity(128);
         self.message(now, kind).encode(&mut body);
-        // Sequence numbers follow the wall clock (x1024) when idle, so a restarted node starts
-        // above everything it sent before without saving a counter.
-        self.seq = (self.seq + 1).max(wall_ms.saturating_mul(1024));
+        self.seq += 1;
         let bytes = auth::seal(
             &self.auth,
             self.fingerprint,
@@ -701,35 +702,36 @@ impl<A: Authenticator> Node<A> {
         Some(target) != self.master || self.cfg.auto_recover_master
     }
 
-    /// The daemon finished (or failed) a step it was asked for. Success is checkpointed and
-    /// gossiped at once, so a new coordinator does not repeat it.
+    /// The daemon finished (or failed) `request`, a step this node asked for. Success is
+    /// checkpointed and gossiped at once, so a new coordinator does not repeat it.
     pub fn step_finished(
         &mut self,
         now: Millis,
         wall_ms: u64,
-        target: &str,
-        step: Step,
+        request: &StepRequest,
         outcome: Result<(), String>,
     ) -> Vec<Output> {
         let mut out = Vec::new();
-        let Ok(t) = self.names.binary_search_by(|n| n.as_str().cmp(target)) else {
+        let Ok(t) = self.names.binary_search(&request.target) else {
             return out;
         };
-        let epoch = self.lease.holding(now).unwrap_or(self.lease.seen);
-        let ok = outcome.is_ok();
-        match self.response.finished(t, step, ok, epoch, now, &self.cfg) {
+        let (target, step, epoch) = (request.target.clone(), request.step, request.epoch);
+        match self
+            .response
+            .finished(t, step, outcome.is_ok(), epoch, now, &self.cfg)
+        {
             Outcome::Done { .. } => {
                 out.push(Output::Event(Event::StepDone {
-                    target: target.to_owned(),
+                    target,
                     step,
                     epoch,
                 }));
                 self.broadcast(now, wall_ms, Kind::Gossip, &mut out);
             }
-            Outcome::Failed { .. } => {
+            Outcome::Failed { .. } | Outcome::Superseded => {
                 let error = outcome.err().unwrap_or_default();
                 out.push(Output::Event(Event::StepFailed {
-                    target: target.to_owned(),
+                    target,
                     step,
                     error,
                 }));
@@ -1035,7 +1037,12 @@ mod tests {
             .iter()
             .any(|(_, _, o)| matches!(o, Output::Step(s) if s.step == Step::Drain)));
         let epoch = nodes[0].lease_epoch(12_000).unwrap();
-        nodes[0].step_finished(12_000, WALL + 12_000, "web2", Step::Drain, Ok(()));
+        let drain = StepRequest {
+            target: "web2".into(),
+            step: Step::Drain,
+            epoch,
+        };
+        nodes[0].step_finished(12_000, WALL + 12_000, &drain, Ok(()));
         let log = run(&mut nodes, 12_000, 16_000, &[]);
         assert!(nodes[2].crash_restart_safe_state().incarnation > before);
         assert!(log

@@ -36,8 +36,14 @@ struct Pending {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    Done { stage: Stage },
-    Failed { retry_at: Millis },
+    Done {
+        stage: Stage,
+    },
+    Failed {
+        retry_at: Millis,
+    },
+    /// A failure of a run that a newer request already replaced.
+    Superseded,
     Unknown,
 }
 
@@ -200,7 +206,9 @@ impl Response {
         steps
     }
 
-    /// The daemon reports a step's end.
+    /// The daemon reports a step's end. Only the report of the request still pending (same
+    /// step, same epoch) clears it: a run under an older epoch that ends late must not let the
+    /// step be asked for again while the current run goes on.
     pub(crate) fn finished(
         &mut self,
         target: usize,
@@ -210,17 +218,25 @@ impl Response {
         now: Millis,
         cfg: &ProtocolConfig,
     ) -> Outcome {
-        if self.pending.get(&target).is_some_and(|p| p.step == step) {
+        let current = self
+            .pending
+            .get(&target)
+            .is_some_and(|p| p.step == step && p.epoch == epoch);
+        if current {
             self.pending.remove(&target);
         }
         let Some(r) = self.records.get_mut(&target) else {
             return Outcome::Unknown;
         };
         if !ok {
+            if !current {
+                return Outcome::Superseded;
+            }
             let retry_at = now + cfg.step_retry;
             self.retry_at.insert(target, retry_at);
             return Outcome::Failed { retry_at };
         }
+        // Work done under any epoch is done: checkpoint it.
         let stage = stage_after(step);
         if stage > r.stage {
             r.stage = stage;

@@ -179,3 +179,34 @@ impl EmailConfig {
         config
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(value: Value) -> (EmailConfig, Vec<String>) {
+        let mut c = Checker::new("config/email_config.json");
+        let config = EmailConfig::check(&mut c, &value);
+        (config, c.problems.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_ca_file_is_read_for_tls_and_refused_without_it() {
+        let (config, found) = problems(json!({
+            "smtp": {"host": "relay.internal", "security": "tls", "ca_file": "relay-ca.pem"}
+        }));
+        assert!(found.is_empty(), "{found:?}");
+        let smtp = config.smtp.expect("smtp");
+        assert_eq!(smtp.ca_file.as_deref(), Some("relay-ca.pem"));
+        assert_eq!(smtp.port, 587);
+
+        let (_, found) = problems(json!({
+            "smtp": {"host": "relay.internal", "security": "none", "ca_file": "relay-ca.pem"}
+        }));
+        assert_eq!(
+            found,
+            ["config/email_config.json: smtp.ca_file: a CA file is only used with \"security\": \"starttls\" or \"tls\"; remove it or change `smtp.security`"]
+        );
+    }
+}

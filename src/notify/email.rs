@@ -5,7 +5,6 @@
 //! The password is read from the environment when the sender is made and goes only to the
 //! SMTP server: no message, log line or error here contains it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
@@ -32,10 +31,11 @@ pub enum EmailError {
     },
     #[error("{file}: smtp.password_env names `{variable}`, which is not set; export the SMTP password in `{variable}` where infra runs")]
     PasswordUnset { file: String, variable: String },
-    #[error("{file}: smtp.ca_file: cannot read {}: {cause}; give a PEM file of the relay's CA certificate, relative to the config directory", path.display())]
+    #[error("{file}: smtp.ca_file: cannot use {path}: {cause}; give a PEM file of the relay's CA certificate, relative to the config directory")]
     CaFile {
         file: String,
-        path: PathBuf,
+        /// As shown to the user: relative to the project where it is inside it.
+        path: String,
         cause: String,
     },
     #[error("{file}: `{address}` is not an address SMTP accepts ({cause})")]
@@ -142,7 +142,7 @@ impl EmailSender {
                 let path = project.config_dir.join(ca);
                 let ca_error = |cause: String| EmailError::CaFile {
                     file: file.clone(),
-                    path: path.clone(),
+                    path: project.display(&path),
                     cause,
                 };
                 let pem = std::fs::read(&path).map_err(|e| ca_error(e.to_string()))?;
@@ -227,7 +227,9 @@ impl EmailSender {
 
 /// What to do about a failed send, by what failed.
 fn hint(e: &lettre::transport::smtp::Error) -> &'static str {
-    if e.is_tls() {
+    // A certificate rejected during an implicit-TLS connect arrives as a connection error.
+    let text = e.to_string();
+    if e.is_tls() || text.contains("certificate") || text.contains("handshake") {
         "check `smtp.security` (starttls or tls as the server expects) and that the server's certificate is trusted (`smtp.ca_file` for a private CA)"
     } else if e.status().is_some_and(|c| c.to_string().starts_with("53")) {
         "the server refused the login: check `smtp.username` and the password in the variable `smtp.password_env` names"
@@ -237,5 +239,59 @@ fn hint(e: &lettre::transport::smtp::Error) -> &'static str {
         "the server asked to try later; the next alert retries"
     } else {
         "check `smtp.host`, `smtp.port` and `smtp.security`, and that the server is reachable from here"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::email::SmtpConfig;
+
+    fn config(security: &str, ca_file: Option<&str>, password_env: Option<&str>) -> EmailConfig {
+        EmailConfig {
+            enabled: true,
+            smtp: Some(SmtpConfig {
+                host: "relay.internal".into(),
+                port: 465,
+                username: None,
+                password_env: password_env.map(String::from),
+                security: security.into(),
+                ca_file: ca_file.map(String::from),
+            }),
+            from: Some("infra@example.com".into()),
+            recipients: vec!["ops@example.com".into()],
+            heartbeat_interval_minutes: 60,
+        }
+    }
+
+    fn error(config: &EmailConfig) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("config")).expect("mkdir");
+        std::fs::write(dir.path().join("config/not-pem.pem"), "hello").expect("write");
+        let project = Project::new(dir.path(), std::path::Path::new("config"));
+        match EmailSender::new(&project, config) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_missing_or_unusable_ca_file_is_named_with_what_to_do() {
+        assert_eq!(
+            error(&config("tls", Some("relay-ca.pem"), None)),
+            "config/email_config.json: smtp.ca_file: cannot use config/relay-ca.pem: No such file or directory (os error 2); give a PEM file of the relay's CA certificate, relative to the config directory"
+        );
+        assert_eq!(
+            error(&config("tls", Some("not-pem.pem"), None)),
+            "config/email_config.json: smtp.ca_file: cannot use config/not-pem.pem: it holds no PEM certificate; give a PEM file of the relay's CA certificate, relative to the config directory"
+        );
+    }
+
+    #[test]
+    fn an_unset_password_variable_is_named() {
+        assert_eq!(
+            error(&config("starttls", None, Some("INFRA_TEST_UNSET_SMTP_PASSWORD"))),
+            "config/email_config.json: smtp.password_env names `INFRA_TEST_UNSET_SMTP_PASSWORD`, which is not set; export the SMTP password in `INFRA_TEST_UNSET_SMTP_PASSWORD` where infra runs"
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::template::{EmailEvent, Heartbeat};
 
 /// Who sends the heartbeat now: the primary if `alive`, else the first live backup; `None`
 /// when none of them is alive.
-pub fn sender<'a>(config: &'a HeartbeatConfig, alive: impl Fn(&str) -> bool) -> Option<&'a str> {
+pub fn sender(config: &HeartbeatConfig, alive: impl Fn(&str) -> bool) -> Option<&str> {
     config
         .primary_sender
         .iter()

@@ -189,6 +189,17 @@ enum Channel<T> {
 }
 
 impl<T> Channel<T> {
+    fn route(&self, ready: impl Fn(&T) -> (String, Vec<String>)) -> Route {
+        match self {
+            Channel::Ready(sender) => {
+                let (via, to) = ready(sender);
+                Route::Ready { via, to }
+            }
+            Channel::Off(reason) => Route::Off(reason.clone()),
+            Channel::Broken(error) => Route::Broken(error.clone()),
+        }
+    }
+
     fn skip_or_fail(&self) -> Option<Delivery> {
         match self {
             Channel::Ready(_) => None,
@@ -200,6 +211,17 @@ impl<T> Channel<T> {
             }),
         }
     }
+}
+
+/// Where a channel sends, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// Through `via` (a server, a provider) to `to`.
+    Ready { via: String, to: Vec<String> },
+    /// Turned off: why.
+    Off(String),
+    /// On, but it cannot send as configured: the error.
+    Broken(String),
 }
 
 /// Sends alerts through the configured channels, once per event.
@@ -256,20 +278,15 @@ impl Notifier {
         })
     }
 
-    /// Where email goes (`host:port (security)` and recipients), or why it does not.
-    pub fn email_route(&self) -> Result<(String, Vec<String>), String> {
-        match &self.email {
-            Channel::Ready(s) => Ok((s.server().to_string(), s.recipients())),
-            Channel::Off(r) | Channel::Broken(r) => Err(r.clone()),
-        }
+    /// Where email goes: `host:port (security)` and the recipients.
+    pub fn email_route(&self) -> Route {
+        self.email
+            .route(|s| (s.server().to_string(), s.recipients()))
     }
 
-    /// Where texts go (provider and API URL, recipients), or why they do not.
-    pub fn sms_route(&self) -> Result<(String, Vec<String>), String> {
-        match &self.sms {
-            Channel::Ready(s) => Ok((s.endpoint(), s.recipients().to_vec())),
-            Channel::Off(r) | Channel::Broken(r) => Err(r.clone()),
-        }
+    /// Where texts go: the provider and its API URL, and the recipients.
+    pub fn sms_route(&self) -> Route {
+        self.sms.route(|s| (s.endpoint(), s.recipients().to_vec()))
     }
 
     /// Renders `alert` for each channel, as it would be sent at `now`.
@@ -430,6 +447,8 @@ mod tests {
     use crate::state::State;
     use crate::template::FailureAlert;
 
+    type GatewayState = (Arc<Mutex<Vec<Value>>>, Arc<AtomicU16>);
+
     /// A stand-in for an SMS gateway (the `http` provider): records each JSON body it gets and
     /// answers with the status set in `status`.
     struct Gateway {
@@ -445,10 +464,7 @@ mod tests {
             .route(
                 "/send",
                 post(
-                    |AxumState((received, status)): AxumState<(
-                        Arc<Mutex<Vec<Value>>>,
-                        Arc<AtomicU16>,
-                    )>,
+                    |AxumState((received, status)): AxumState<GatewayState>,
                      Json(body): Json<Value>| async move {
                         received.lock().expect("received").push(body);
                         StatusCode::from_u16(status.load(Ordering::SeqCst)).expect("status")

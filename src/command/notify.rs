@@ -7,12 +7,10 @@
 
 use std::time::SystemTime;
 
-use serde_json::{json, Value};
-
 use super::{Env, Failure, Outcome};
 use crate::cli::NotifyAction;
 use crate::config;
-use crate::notify::{heartbeat, Channels, Delivery, Notifier, Route, DEFAULT_WINDOW};
+use crate::notify::{heartbeat, Channels, Delivery, Notifier, Preview, Route, DEFAULT_WINDOW};
 use crate::state::State;
 
 pub async fn run(env: &Env, action: NotifyAction) -> Outcome {
@@ -55,84 +53,58 @@ pub async fn run(env: &Env, action: NotifyAction) -> Outcome {
         summary.droplets, summary.services
     ));
 
-    let email_route = notifier.email_route();
-    let sms_route = notifier.sms_route();
     if env.options.dry_run {
-        let mut out = serde_json::Map::new();
-        out.insert("dry_run".into(), true.into());
-        let mut blocks = Vec::new();
+        let preview = notifier.preview(&prepared, channels);
         let mut problems: Vec<(&str, String)> = Vec::new();
-        if channels.email {
-            let email = prepared.email.as_ref();
-            let (value, text) = match (&email_route, email) {
-                (Route::Off(reason), _) => {
+        let mut blocks = Vec::new();
+        for (name, asked, p) in [
+            ("email", channels.email, &preview.email),
+            ("sms", channels.sms, &preview.sms),
+        ] {
+            if !asked {
+                continue;
+            }
+            let block = match p {
+                Preview::NotSent { reason } => {
                     if explicit {
-                        problems.push(("email", format!("asked for, but {reason}")));
+                        problems.push((name, format!("asked for, but {reason}")));
                     }
-                    (
-                        json!({"status": "not_sent", "reason": reason}),
-                        format!("email: not sent: {reason}\n"),
-                    )
+                    format!("{name}: not sent: {reason}\n")
                 }
-                (Route::Broken(error), _) | (Route::Ready { .. }, Err(error)) => {
-                    problems.push(("email", error.clone()));
-                    (
-                        json!({"status": "would_fail", "error": error}),
-                        format!("email: would fail: {error}\n"),
-                    )
+                Preview::WouldFail { error } => {
+                    problems.push((name, error.clone()));
+                    format!("{name}: would fail: {error}\n")
                 }
-                (Route::Ready { via, to }, Ok(email)) => (
-                    json!({"status": "would_send", "server": via, "to": to,
-                           "subject": email.subject, "body": email.body}),
-                    format!(
-                        "email: would send through {via} to {}\nSubject: {}\n\n{}\n",
-                        to.join(", "),
-                        email.subject,
-                        email.body.trim_end()
-                    ),
-                ),
-            };
-            out.insert("email".into(), value);
-            blocks.push(text);
-        }
-        if channels.sms {
-            let text = prepared.text.clone().unwrap_or_default();
-            let (value, block) = match &sms_route {
-                Route::Off(reason) => {
-                    if explicit {
-                        problems.push(("sms", format!("asked for, but {reason}")));
+                Preview::WouldSend {
+                    via,
+                    to,
+                    subject,
+                    body,
+                    text,
+                } => {
+                    let mut block =
+                        format!("{name}: would send through {via} to {}\n", to.join(", "));
+                    if let (Some(subject), Some(body)) = (subject, body) {
+                        block.push_str(&format!("Subject: {subject}\n\n{}\n", body.trim_end()));
                     }
-                    (
-                        json!({"status": "not_sent", "reason": reason}),
-                        format!("sms: not sent: {reason}\n"),
-                    )
+                    if let Some(text) = text {
+                        block.push_str(&format!("{text}\n"));
+                    }
+                    block
                 }
-                Route::Broken(error) => {
-                    problems.push(("sms", error.clone()));
-                    (
-                        json!({"status": "would_fail", "error": error}),
-                        format!("sms: would fail: {error}\n"),
-                    )
-                }
-                Route::Ready { via, to } => (
-                    json!({"status": "would_send", "provider": via, "to": to, "text": text}),
-                    format!(
-                        "sms: would send through {via} to {}\n{text}\n",
-                        to.join(", ")
-                    ),
-                ),
             };
-            out.insert("sms".into(), value);
             blocks.push(block);
         }
         if env.options.json {
-            crate::output::line(&Value::Object(out).to_string());
+            crate::output::line(&serde_json::to_string(&preview).expect("the preview serializes"));
         } else {
             crate::output::text(&blocks.join("\n"));
         }
         return failed(&problems);
     }
 
+    let email_route = notifier.email_route();
+    let sms_route = notifier.sms_route();
     let report = notifier.send(&prepared, channels).await;
     let mut problems: Vec<(&str, String)> = Vec::new();
     let mut lines = Vec::new();

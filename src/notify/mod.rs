@@ -95,6 +95,80 @@ impl Alert {
     }
 }
 
+/// An alert as a playbook or a command asks for it: only `kind`, `droplet` and `incident` are
+/// required; the rest is filled from the state (the droplet's IP, its services, the monitors
+/// that watch it).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRequest {
+    /// `failure` or `recovery`.
+    pub kind: String,
+    pub droplet: String,
+    pub incident: String,
+    /// Failure: what the health check saw.
+    pub error: Option<String>,
+    /// Failure: the droplet's IP; recovery: its old one.
+    pub ip: Option<String>,
+    pub reported_by: Option<Vec<String>>,
+    pub services: Option<Vec<String>>,
+    /// Recovery: the IP it came back with.
+    pub new_ip: Option<String>,
+    pub snapshot: Option<String>,
+    pub duration_seconds: Option<u64>,
+}
+
+impl AlertRequest {
+    /// The alert, with what was left out taken from `loaded`'s state.
+    pub fn into_alert(self, loaded: &Loaded) -> Result<Alert, String> {
+        use crate::template::{FailureAlert, RecoveryComplete};
+        if self.droplet.is_empty() || self.incident.is_empty() {
+            return Err(
+                "an alert needs a `droplet` and an `incident` (what tells this event apart from an earlier one of the same droplet, e.g. the verdict's epoch)".into(),
+            );
+        }
+        let ip = self.ip.or_else(|| {
+            loaded
+                .runtime
+                .droplets
+                .get(&self.droplet)
+                .and_then(|d| d.ip.clone())
+        });
+        let services = self
+            .services
+            .unwrap_or_else(|| loaded.state.services_on_droplet(&self.droplet));
+        let event = match self.kind.as_str() {
+            "failure" => EmailEvent::FailureAlert(FailureAlert {
+                reported_by: self
+                    .reported_by
+                    .unwrap_or_else(|| loaded.state.monitored_by(&self.droplet)),
+                droplet: self.droplet,
+                ip,
+                error: self
+                    .error
+                    .ok_or("a failure alert needs an `error`: what the health check saw")?,
+                services,
+            }),
+            "recovery" => EmailEvent::RecoveryComplete(RecoveryComplete {
+                droplet: self.droplet,
+                old_ip: ip,
+                new_ip: self.new_ip,
+                snapshot: self.snapshot,
+                duration_seconds: self.duration_seconds.unwrap_or(0),
+                services,
+            }),
+            other => {
+                return Err(format!(
+                    "`{other}` is not an alert kind; use \"failure\" or \"recovery\" (the monitor sends heartbeats itself)"
+                ))
+            }
+        };
+        Ok(Alert {
+            event,
+            incident: self.incident,
+        })
+    }
+}
+
 /// Which channels to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Channels {
@@ -166,6 +240,46 @@ impl AlertReport {
             .filter_map(|(name, d)| d.failed().map(|e| (name, e)))
             .collect()
     }
+}
+
+/// What sending would do on one channel, in a dry run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Preview {
+    WouldSend {
+        /// The server (`host:port (security)`) or provider (`twilio at URL`).
+        via: String,
+        to: Vec<String>,
+        /// The email's subject and body; the text for SMS.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// Turned off, not asked for, or not a channel this alert goes by.
+    NotSent { reason: String },
+    /// Would fail as configured (a missing key, an unset variable, a template error).
+    WouldFail { error: String },
+}
+
+impl Preview {
+    pub fn would_fail(&self) -> Option<&str> {
+        match self {
+            Preview::WouldFail { error } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// What [`Notifier::preview`] found, per channel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreviewReport {
+    pub key: String,
+    pub dry_run: bool,
+    pub email: Preview,
+    pub sms: Preview,
 }
 
 /// An alert rendered for each channel, before it is sent.
@@ -297,6 +411,49 @@ impl Notifier {
             email: email::render(&self.templates, alert.template(), &context)
                 .map_err(|e| e.to_string()),
             text: alert.text(),
+        }
+    }
+
+    /// What [`Notifier::send`] would do with `prepared` on `channels`; sends nothing.
+    pub fn preview(&self, prepared: &Prepared, channels: Channels) -> PreviewReport {
+        let not_asked = || Preview::NotSent {
+            reason: "not asked for".into(),
+        };
+        let email = match (channels.email, self.email_route(), &prepared.email) {
+            (false, _, _) => not_asked(),
+            (true, Route::Off(reason), _) => Preview::NotSent { reason },
+            (true, Route::Broken(error), _) => Preview::WouldFail { error },
+            (true, Route::Ready { .. }, Err(error)) => Preview::WouldFail {
+                error: error.clone(),
+            },
+            (true, Route::Ready { via, to }, Ok(email)) => Preview::WouldSend {
+                via,
+                to,
+                subject: Some(email.subject.clone()),
+                body: Some(email.body.clone()),
+                text: None,
+            },
+        };
+        let sms = match (channels.sms, self.sms_route(), &prepared.text) {
+            (false, _, _) => not_asked(),
+            (true, _, None) => Preview::NotSent {
+                reason: "this alert goes by email only".into(),
+            },
+            (true, Route::Off(reason), _) => Preview::NotSent { reason },
+            (true, Route::Broken(error), _) => Preview::WouldFail { error },
+            (true, Route::Ready { via, to }, Some(text)) => Preview::WouldSend {
+                via,
+                to,
+                subject: None,
+                body: None,
+                text: Some(text.clone()),
+            },
+        };
+        PreviewReport {
+            key: prepared.key.clone(),
+            dry_run: true,
+            email,
+            sms,
         }
     }
 
@@ -660,6 +817,40 @@ mod tests {
             matches!(&report.sms, Delivery::Skipped { reason } if reason.contains("email only")),
             "{report:?}"
         );
+    }
+
+    #[test]
+    fn an_alert_request_is_checked_and_filled_from_the_state() {
+        let (_dir, _project, loaded) = project("http://127.0.0.1:9/unused", "");
+        let request = |kind: &str, error: Option<&str>| AlertRequest {
+            kind: kind.into(),
+            droplet: "hostomatic-web1".into(),
+            incident: "epoch-3".into(),
+            error: error.map(String::from),
+            ..AlertRequest::default()
+        };
+        let alert = request("failure", Some("down"))
+            .into_alert(&loaded)
+            .expect("valid");
+        assert_eq!(alert.key(), "failure/hostomatic-web1/epoch-3");
+        assert_eq!(
+            alert.text().as_deref(),
+            Some("[infra] ALERT hostomatic-web1 failed: down")
+        );
+        assert_eq!(
+            request("failure", None)
+                .into_alert(&loaded)
+                .expect_err("no error"),
+            "a failure alert needs an `error`: what the health check saw"
+        );
+        assert_eq!(
+            request("reboot", None).into_alert(&loaded).expect_err("bad kind"),
+            "`reboot` is not an alert kind; use \"failure\" or \"recovery\" (the monitor sends heartbeats itself)"
+        );
+        let recovery = request("recovery", None)
+            .into_alert(&loaded)
+            .expect("valid");
+        assert_eq!(recovery.template(), "email/recovery_complete.txt.j2");
     }
 
     #[test]

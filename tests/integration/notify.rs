@@ -406,6 +406,15 @@ fn a_dry_run_renders_the_test_email_and_sends_nothing() {
         );
     let json = infra(&test, &["--dry-run", "--json", "notify", "test"], &[]).json();
     assert_eq!(json["email"]["status"], "would_send");
+    assert_eq!(json["key"], "heartbeat/master/test");
+    assert_eq!(
+        json["email"]["to"],
+        serde_json::json!(["ops@example.com", "oncall@example.com"])
+    );
+    assert_eq!(
+        json["email"]["subject"],
+        "[test] [infra] heartbeat from master: 0 droplets, 0 services"
+    );
     assert_eq!(json["sms"]["status"], "not_sent");
     assert_eq!(
         json["sms"]["reason"],
@@ -580,5 +589,46 @@ fn a_refused_text_fails_naming_the_channel_without_the_credentials() {
         .assert_stderr_contains(
             "config/sms_config.json: account_sid_env names `TWILIO_ACCOUNT_SID`, which is not set",
         );
+    assert_eq!(received.lock().expect("received").len(), 2);
+}
+
+const ALERT_PLAYBOOK: &str = r#"
+let report = send_alert(#{kind: "failure", droplet: "hostomatic-web1", incident: "epoch-3", error: "no answer to 3 probes"});
+log("sms " + report.sms.status);
+"#;
+
+#[test]
+fn a_playbook_alert_is_texted_once_per_event() {
+    let (api_url, received) = twilio(201);
+    let test = Test::init();
+    test.write("config/sms_config.json", &sms_config(&api_url));
+    test.write("alert.rhai", ALERT_PLAYBOOK);
+    let vars = [("TWILIO_ACCOUNT_SID", SID), ("TWILIO_AUTH_TOKEN", TOKEN)];
+
+    let dry = infra(&test, &["--dry-run", "run", "alert.rhai"], &vars);
+    dry.assert_success()
+        .assert_stdout_contains("[dry-run] would send the alert failure/hostomatic-web1/epoch-3\n")
+        .assert_stderr_contains("sms would_send");
+    assert!(received.lock().expect("received").is_empty());
+
+    let first = infra(&test, &["run", "alert.rhai"], &vars);
+    first
+        .assert_success()
+        .assert_stdout_contains("alert failure/hostomatic-web1/epoch-3: email not sent: disabled in config/email_config.json (\"enabled\": false); sms sent to +447700900123, +447700900456\n")
+        .assert_stderr_contains("sms sent");
+    let got = received.lock().expect("received").clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got[0].2[2],
+        (
+            "Body".to_string(),
+            "[infra] ALERT hostomatic-web1 failed: no answer to 3 probes".to_string()
+        )
+    );
+
+    // Run again (a restarted monitor, a re-run recovery): the same event is not sent twice.
+    infra(&test, &["run", "alert.rhai"], &vars)
+        .assert_success()
+        .assert_stderr_contains("sms suppressed");
     assert_eq!(received.lock().expect("received").len(), 2);
 }

@@ -314,13 +314,14 @@ impl<T> Channel<T> {
         }
     }
 
-    fn skip_or_fail(&self) -> Option<Delivery> {
+    /// The sender, or what a delivery on this channel comes to without one.
+    fn sender(&self) -> Result<&T, Delivery> {
         match self {
-            Channel::Ready(_) => None,
-            Channel::Off(reason) => Some(Delivery::Skipped {
+            Channel::Ready(sender) => Ok(sender),
+            Channel::Off(reason) => Err(Delivery::Skipped {
                 reason: reason.clone(),
             }),
-            Channel::Broken(error) => Some(Delivery::Failed {
+            Channel::Broken(error) => Err(Delivery::Failed {
                 error: error.clone(),
             }),
         }
@@ -536,11 +537,9 @@ impl Notifier {
                     reason: "not asked for".into(),
                 };
             }
-            if let Some(d) = self.email.skip_or_fail() {
-                return d;
-            }
-            let Channel::Ready(sender) = &self.email else {
-                unreachable!("skip_or_fail covers the other states")
+            let sender = match self.email.sender() {
+                Ok(sender) => sender,
+                Err(delivery) => return delivery,
             };
             match &prepared.email {
                 Err(e) => Delivery::Failed { error: e.clone() },
@@ -565,11 +564,9 @@ impl Notifier {
                     reason: "this alert goes by email only".into(),
                 };
             };
-            if let Some(d) = self.sms.skip_or_fail() {
-                return d;
-            }
-            let Channel::Ready(sender) = &self.sms else {
-                unreachable!("skip_or_fail covers the other states")
+            let sender = match self.sms.sender() {
+                Ok(sender) => sender,
+                Err(delivery) => return delivery,
             };
             match sender.send(text).await {
                 Ok(()) => Delivery::Sent {

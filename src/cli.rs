@@ -216,6 +216,11 @@ pub enum Command {
     InstallMonitors {
         droplets: Vec<String>,
     },
+    /// Alerts by email and SMS, as config/email_config.json and config/sms_config.json say.
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Run any playbook. Arguments reach it as ARGS; `-- --key value` pairs as OPTS.
     Run {
         /// A playbook file, or the name of a bundled one (orchestrate, scale, ...).
@@ -228,6 +233,20 @@ pub enum Command {
         /// `--key value` options after `--`, available as OPTS.
         #[arg(last = true)]
         opts: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyAction {
+    /// Send a test alert through the configured channels (both unless --email or --sms);
+    /// with --dry-run, print what would be sent and send nothing.
+    Test {
+        /// Email only (with --sms too: both).
+        #[arg(long)]
+        email: bool,
+        /// SMS only (with --email too: both).
+        #[arg(long)]
+        sms: bool,
     },
 }
 

@@ -20,6 +20,7 @@ pub mod keypair;
 pub mod logging;
 pub mod monitor;
 pub mod name_map;
+pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod platform;

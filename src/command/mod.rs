@@ -5,6 +5,7 @@ mod discover;
 mod exec;
 mod init;
 mod monitor;
+mod notify;
 mod playbook;
 mod releases;
 mod render;
@@ -277,6 +278,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             parallel,
             command,
         } => exec::run(&env, &target, parallel, &command.join(" ")).await,
+        Command::Notify { action } => notify::run(&env, action).await,
         Command::Run {
             file,
             args,

@@ -15,7 +15,14 @@ pub const SECURITY: &[&str] = &["starttls", "tls", "none"];
 pub const ROOT_KEYS: &[&str] = &["enabled", "smtp", "from", "recipients", "heartbeat"];
 
 /// Keys of `smtp`.
-pub const SMTP_KEYS: &[&str] = &["host", "port", "username", "password_env", "security"];
+pub const SMTP_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "username",
+    "password_env",
+    "security",
+    "ca_file",
+];
 
 /// Keys of `heartbeat`.
 pub const HEARTBEAT_KEYS: &[&str] = &["interval_minutes"];
@@ -31,6 +38,9 @@ pub struct SmtpConfig {
     /// Name of the environment variable holding the password; never the password.
     pub password_env: Option<String>,
     pub security: String,
+    /// A PEM file of certificates trusted besides the system's roots (a private relay's CA),
+    /// relative to the config directory unless absolute.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -118,6 +128,19 @@ impl EmailConfig {
             };
             let username = c.opt_string(smtp, "smtp", "username", "\"alerts@example.com\"");
             let password_env = check_env_name(c, smtp, "smtp", "password_env");
+            let ca_file = c.opt_string(smtp, "smtp", "ca_file", "\"relay-ca.pem\"");
+            if ca_file.as_deref().is_some_and(|f| f.trim().is_empty()) {
+                c.error(
+                    "smtp.ca_file",
+                    "empty; name a PEM file of the relay's CA certificate, relative to the config directory, or remove the key",
+                );
+            }
+            if ca_file.is_some() && security.as_deref() == Some("none") {
+                c.error(
+                    "smtp.ca_file",
+                    "a CA file is only used with \"security\": \"starttls\" or \"tls\"; remove it or change `smtp.security`",
+                );
+            }
             if let (Some(host), Some(security)) = (host, security) {
                 config.smtp = Some(SmtpConfig {
                     host,
@@ -125,6 +148,7 @@ impl EmailConfig {
                     username,
                     password_env,
                     security,
+                    ca_file,
                 });
             }
         } else if config.enabled && root.contains_key("recipients") && !root.contains_key("smtp") {
@@ -153,5 +177,36 @@ impl EmailConfig {
             }
         }
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(value: Value) -> (EmailConfig, Vec<String>) {
+        let mut c = Checker::new("config/email_config.json");
+        let config = EmailConfig::check(&mut c, &value);
+        (config, c.problems.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_ca_file_is_read_for_tls_and_refused_without_it() {
+        let (config, found) = problems(json!({
+            "smtp": {"host": "relay.internal", "security": "tls", "ca_file": "relay-ca.pem"}
+        }));
+        assert!(found.is_empty(), "{found:?}");
+        let smtp = config.smtp.expect("smtp");
+        assert_eq!(smtp.ca_file.as_deref(), Some("relay-ca.pem"));
+        assert_eq!(smtp.port, 587);
+
+        let (_, found) = problems(json!({
+            "smtp": {"host": "relay.internal", "security": "none", "ca_file": "relay-ca.pem"}
+        }));
+        assert_eq!(
+            found,
+            ["config/email_config.json: smtp.ca_file: a CA file is only used with \"security\": \"starttls\" or \"tls\"; remove it or change `smtp.security`"]
+        );
     }
 }

@@ -4,6 +4,7 @@ mod deploy;
 mod exec;
 mod harness;
 mod monitor;
+mod notify;
 mod openapi;
 mod orchestrate;
 mod playbooks;

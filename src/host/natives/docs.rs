@@ -72,6 +72,8 @@ pub const NATIVES: &[(&str, &str)] = &[
     // templates
     ("render_template", "render_template(name, context): renders templates/<name> with a map."),
     ("template_context", "template_context(name, request): the context infra would render a template with."),
+    // notify
+    ("send_alert", "send_alert(#{kind: \"failure\"|\"recovery\", droplet, incident, error, ...}): emails and texts the alert once per event; per channel: sent, suppressed, skipped or failed."),
     // deploy
     ("check_secrets", "check_secrets(project, env): stops (exit 2) naming every unset secret variable (HOSTOMATIC_UAT_DB_PASSWORD) before anything changes; takes the deploy lock."),
     ("checkout", "checkout(project, env, #{branch, local, project_path}): the code to build (repo at branch, or the working tree with local); #{dir, commit, dirty, branch, release}."),

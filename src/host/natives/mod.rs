@@ -7,6 +7,7 @@ mod core;
 mod deploy;
 pub mod docs;
 mod monitor;
+mod notify;
 mod plan;
 mod remote;
 mod state;
@@ -25,6 +26,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     core::register(engine, ctx);
     deploy::register(engine, ctx);
     monitor::register(engine, ctx);
+    notify::register(engine, ctx);
     state::register(engine, ctx);
     plan::register(engine, ctx);
     remote::register(engine, ctx);

@@ -18,6 +18,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use sha2::Digest;
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 
@@ -57,6 +58,8 @@ pub enum BusEvent {
     },
     PlaybookReloaded,
     PlaybookRejected(String),
+    /// Something to tell the operator (the alerts component sends it).
+    Alert(crate::notify::AlertRequest),
 }
 
 /// The handle every component holds.
@@ -189,7 +192,8 @@ pub fn setup(project: &Project, droplet: &str, listen: Option<SocketAddr>) -> Re
 
 /// Runs the monitor until interrupted.
 pub async fn run(project: Project, droplet: String, listen: Option<SocketAddr>) -> Result<(), DaemonError> {
-    let (setup, _loaded) = setup(&project, &droplet, listen)?;
+    let (setup, loaded) = setup(&project, &droplet, listen)?;
+    let loaded = Arc::new(loaded);
     let socket = UdpSocket::bind(setup.listen)
         .await
         .map_err(|e| DaemonError::Io(format!("cannot listen on udp {}: {e}", setup.listen)))?;
@@ -229,6 +233,8 @@ pub async fn run(project: Project, droplet: String, listen: Option<SocketAddr>) 
     tokio::spawn(respond(monitor.clone(), playbook, node.fence(), steps_rx, done_tx));
     tokio::spawn(write_reports(monitor.clone()));
     tokio::spawn(log_events(monitor.clone()));
+    tokio::spawn(super::alerts::run(monitor.clone(), loaded.clone()));
+    tokio::spawn(alert_rejected_playbooks(monitor.clone()));
     probe(
         monitor,
         node,
@@ -267,7 +273,7 @@ async fn probe(
             },
             _ = tick.tick() => node.tick(monitor.now(), wall_ms()),
             Some((request, outcome)) = done.recv() => {
-                node.step_finished(monitor.now(), wall_ms(), &request.target, request.step, outcome)
+                node.step_finished(monitor.now(), wall_ms(), &request, outcome)
             }
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("monitor of {} stopping", monitor.droplet());
@@ -286,7 +292,12 @@ async fn probe(
                 Output::Step(request) => {
                     let _ = steps.send(request);
                 }
-                Output::Event(event) => monitor.publish(BusEvent::Protocol(event)),
+                Output::Event(event) => {
+                    if let Some(alert) = alert_for(&monitor, &node, &event) {
+                        monitor.publish(BusEvent::Alert(alert));
+                    }
+                    monitor.publish(BusEvent::Protocol(event));
+                }
             }
         }
         if last_status.elapsed() >= Duration::from_millis(500) {
@@ -302,6 +313,81 @@ async fn probe(
                     last_persisted = Some(persisted);
                 }
             }
+        }
+    }
+}
+
+/// Whether this monitor is the one that tells what no recovery step tells: the lowest-named of
+/// itself and the peers it sees alive (every monitor has its own record of alerts sent, so
+/// one sender keeps one event to one email).
+fn tells(monitor: &Monitor, node: &Node) -> bool {
+    let status = node.status(monitor.now());
+    !status.abstaining
+        && status
+            .peers
+            .iter()
+            .filter(|p| p.state == super::protocol::PeerState::Alive)
+            .all(|p| p.name.as_str() > monitor.droplet())
+}
+
+/// The alert an event calls for when no recovery step will send one.
+fn alert_for(monitor: &Monitor, node: &Node, event: &Event) -> Option<crate::notify::AlertRequest> {
+    use super::alerts::failure;
+    match event {
+        Event::Verdict {
+            target,
+            voters,
+            recoverable: false,
+        } if tells(monitor, node) => Some(failure(
+            target,
+            &format!("verdict-{}", node.status(monitor.now()).epoch),
+            "the monitors agree it is down; it is the master, which they only alert about (set auto_recover_master to let them rebuild it, or run `infra recover` by hand)",
+            voters.clone(),
+        )),
+        Event::MassFailure { down } if tells(monitor, node) => Some(failure(
+            down.first().map(String::as_str).unwrap_or(monitor.droplet()),
+            &format!("mass-{}", down.join("+")),
+            &format!(
+                "half the fleet or more looks down at once ({}): the monitors alert only and rebuild nothing (a network problem is likelier than that many failures)",
+                down.join(", ")
+            ),
+            vec![monitor.droplet().to_string()],
+        )),
+        _ => None,
+    }
+}
+
+/// A rejected edit of recovery.rhai: told once for the fleet (by the monitor that tells).
+async fn alert_rejected_playbooks(monitor: Monitor) {
+    let mut events = monitor.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(BusEvent::PlaybookRejected(error)) => {
+                let alive_peers_lower = {
+                    let mut lower = false;
+                    let me = monitor.droplet().to_string();
+                    monitor.update_report(|r| {
+                        lower = r.protocol["peers"].as_array().is_some_and(|peers| {
+                            peers.iter().any(|p| {
+                                p["state"] == "alive" && p["name"].as_str().is_some_and(|n| n < me.as_str())
+                            })
+                        })
+                    });
+                    lower
+                };
+                if !alive_peers_lower {
+                    let digest = format!("{:x}", sha2::Sha256::digest(error.as_bytes()));
+                    monitor.publish(BusEvent::Alert(super::alerts::failure(
+                        monitor.droplet(),
+                        &format!("playbook-{}", &digest[..12]),
+                        &format!("{RECOVERY_PLAYBOOK} was changed and does not load: {error}"),
+                        vec![monitor.droplet().to_string()],
+                    )));
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -381,11 +467,13 @@ impl Playbook {
 
     fn rejected(&self, monitor: &Monitor, error: String) {
         let kept = self.compiled.lock().expect("playbook").is_some();
-        tracing::error!(
-            "{RECOVERY_PLAYBOOK} was not loaded{}: {error}",
-            if kept { " (the previous version keeps running)" } else { "" }
-        );
-        monitor.update_report(|r| r.playbook.rejected = Some(error.clone()));
+        let consequence = if kept {
+            "the previous version keeps running"
+        } else {
+            "no version is loaded, so recovery steps fail until it is fixed"
+        };
+        tracing::error!("{RECOVERY_PLAYBOOK} was not loaded ({consequence}): {error}");
+        monitor.update_report(|r| r.playbook.rejected = Some(format!("{error} ({consequence})")));
         monitor.publish(BusEvent::PlaybookRejected(error));
     }
 

@@ -430,9 +430,7 @@ impl Installer {
                 .map_err(|e| InstallError::Local(e.to_string()))?;
             public_keys.insert(h.name.clone(), key.verifying_key());
         }
-        let binary = std::fs::read(&self.binary).map_err(|e| {
-            InstallError::Local(format!("cannot read {}: {e}", self.binary.display()))
-        })?;
+        let binary = shippable_binary(&self.binary)?;
         let binary_digest = format!("{:x}", Sha256::digest(&binary));
         let mut bundles = BTreeMap::new();
         for h in &hosts {
@@ -503,6 +501,30 @@ impl Installer {
         }
         Ok(out)
     }
+}
+
+/// The binary as droplets get it: without its debug sections where `strip` is installed (a
+/// debug build is mostly debug info; function names stay for backtraces), else as it is.
+fn shippable_binary(path: &Path) -> Result<Vec<u8>, InstallError> {
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map_err(|e| InstallError::Local(format!("cannot read {}: {e}", p.display())))
+    };
+    let stripped = std::env::temp_dir().join(format!("infra-monitor-{}", std::process::id()));
+    let status = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let bytes = match status {
+        Ok(s) if s.success() => read(&stripped),
+        _ => read(path),
+    };
+    let _ = std::fs::remove_file(&stripped);
+    bytes
 }
 
 async fn install_one(

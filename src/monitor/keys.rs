@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
+use super::protocol::{hex, load_secret, save_secret, unhex, KeyFileError};
 use crate::project::Project;
 
 /// This droplet's secret key, on a droplet.
@@ -34,6 +35,8 @@ pub fn key_path(project: &Project, droplet: &str) -> PathBuf {
 pub enum KeyError {
     #[error("{path}: {problem}")]
     File { path: String, problem: String },
+    #[error("{0}")]
+    Key(#[from] KeyFileError),
 }
 
 fn file_error(path: &Path, problem: impl std::fmt::Display) -> KeyError {
@@ -47,42 +50,15 @@ pub fn secret_hex(key: &SigningKey) -> String {
     hex(&key.to_bytes())
 }
 
-pub fn public_hex(key: &VerifyingKey) -> String {
-    hex(key.as_bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex32(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
-pub fn parse_secret(text: &str) -> Result<SigningKey, String> {
-    unhex32(text)
-        .map(|bytes| SigningKey::from_bytes(&bytes))
-        .ok_or_else(|| "not an Ed25519 secret key (64 hex digits expected)".to_string())
-}
-
 pub fn parse_public(text: &str) -> Result<VerifyingKey, String> {
-    let bytes =
-        unhex32(text).ok_or_else(|| "not an Ed25519 public key (64 hex digits)".to_string())?;
+    let bytes = unhex::<32>(text.trim())
+        .ok_or_else(|| "not an Ed25519 public key (64 hex digits)".to_string())?;
     VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not a valid Ed25519 public key: {e}"))
 }
 
-/// Reads a secret key file.
+/// Reads a secret key file (refused when others can read it).
 pub fn read_secret(path: &Path) -> Result<SigningKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
-    parse_secret(&text).map_err(|e| file_error(path, e))
+    Ok(load_secret(path)?)
 }
 
 /// Writes a secret key file, 0600 from the first byte.
@@ -90,12 +66,7 @@ pub fn write_secret(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
     }
-    crate::atomic_file::write_with_mode(
-        path,
-        format!("{}\n", secret_hex(key)).as_bytes(),
-        Some(0o600),
-    )
-        .map_err(|e| file_error(path, e))
+    Ok(save_secret(path, key)?)
 }
 
 /// `droplet`'s key on the operator's machine, made now if it has none.
@@ -111,7 +82,7 @@ pub fn ensure_key(project: &Project, droplet: &str) -> Result<SigningKey, KeyErr
 
 /// `peers.json`'s text for these keys.
 pub fn peers_json(keys: &BTreeMap<String, VerifyingKey>) -> String {
-    let map: BTreeMap<&String, String> = keys.iter().map(|(n, k)| (n, public_hex(k))).collect();
+    let map: BTreeMap<&String, String> = keys.iter().map(|(n, k)| (n, hex(k.as_bytes()))).collect();
     serde_json::to_string_pretty(&map).expect("a map of strings serializes")
 }
 

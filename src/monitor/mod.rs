@@ -10,6 +10,7 @@
 //!   one event bus.
 //! - `status`: the report each monitor writes every second, which `infra status` reads.
 
+pub mod alerts;
 pub mod daemon;
 pub mod install;
 pub mod keys;

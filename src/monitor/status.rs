@@ -203,7 +203,7 @@ pub fn describe(report: &MonitorReport, indent: &str) -> String {
     }
     if let Some(rejected) = &report.playbook.rejected {
         out.push_str(&format!(
-            "{indent}recovery.rhai: the newest edit was rejected, the previous version runs: {rejected}\n"
+            "{indent}recovery.rhai was not loaded: {rejected}\n"
         ));
     }
     for s in report.steps.iter().rev().take(3) {

@@ -625,7 +625,12 @@ fn check_queues(
 ) -> QueueSettings {
     let queues = match map.get("queues") {
         None | Some(Value::Null) => Some(Vec::new()),
-        Some(v) => c.string_list(&Field(path, "queues"), v, "[\"email_queue\"]", queue_problem),
+        Some(v) => c.string_list(
+            &Field(path, "queues"),
+            v,
+            "[\"email_queue\"]",
+            queue_problem,
+        ),
     };
     if kind == Some(ServiceKind::Web) && queues.as_ref().is_some_and(|q| !q.is_empty()) {
         c.error(

@@ -313,7 +313,7 @@ impl Deployer {
 
     /// Where `target`'s env file lives on its droplet.
     pub fn env_path(target: &Target) -> String {
-        format!("{ENV_DIR}/{}.env", target.full_name)
+        env_path_of(&target.full_name)
     }
 
     pub fn releases_path(&self) -> std::path::PathBuf {
@@ -338,6 +338,12 @@ impl Deployer {
     pub fn repository(&self, service: &str) -> String {
         format!("{}-{}", self.name, service).to_lowercase()
     }
+}
+
+/// Where the env file of the container `full_name` lives on its droplet (the monitor reads a
+/// worker's Redis settings from it).
+pub fn env_path_of(full_name: &str) -> String {
+    format!("{ENV_DIR}/{full_name}.env")
 }
 
 /// The droplet `name` as an SSH host, from its recorded address.

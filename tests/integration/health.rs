@@ -323,7 +323,9 @@ impl Drop for Containers {
         for name in &self.names {
             docker(&["rm", "--force", name]);
         }
-        docker(&["rmi", "--force", &self.image]);
+        if !self.image.is_empty() {
+            docker(&["rmi", "--force", &self.image]);
+        }
     }
 }
 
@@ -558,4 +560,226 @@ async fn a_killed_container_is_restarted_and_three_restarts_in_ten_minutes_alert
         }]
     );
     assert_eq!(health.repair(at(31), &report).await, []);
+}
+
+// --- Redis on the master ----------------------------------------------------------------
+
+/// A project whose worker names queues gets a Redis on the master, so its password variable
+/// is required with the other secrets, before anything changes.
+#[test]
+fn a_missing_redis_password_stops_a_deploy_before_anything_changes() {
+    let test = crate::playbooks::deployed()
+        .edit(
+            "config/deployment_config.json",
+            "\"command\": \"python email_processor.py\",",
+            "\"command\": \"python email_processor.py\", \"queues\": [\"email_queue\"], \"max_queue_depth\": 100,",
+        )
+        .edit(
+            "config/deployment_config.json",
+            "\"secrets\": [\"db_password\", \"redis_password\"]",
+            "\"secrets\": [\"db_password\"]",
+        );
+    let before = test.snapshot();
+    let run = |extra: &[(&str, &str)]| {
+        let mut command = Command::new(crate::harness::BIN);
+        command
+            .args(["deploy-uat", "hostomatic", "--dry-run"])
+            .current_dir(test.path())
+            .env_remove("DO_TOKEN")
+            .env_remove("RUST_LOG");
+        for (key, value) in [
+            ("HOSTOMATIC_UAT_DB_PASSWORD", "x"),
+            ("HOSTOMATIC_UAT_STRIPE_KEY", "x"),
+            ("HOSTOMATIC_UAT_STRIPE_PUBLISHABLE_KEY", "x"),
+            ("HOSTOMATIC_UAT_SENDGRID_API_KEY", "x"),
+        ] {
+            command.env(key, value);
+        }
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        command.env_remove("HOSTOMATIC_UAT_REDIS_PASSWORD");
+        command.output().unwrap()
+    };
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "secrets are missing, so nothing was changed: set HOSTOMATIC_UAT_REDIS_PASSWORD"
+        ),
+        "{stderr}"
+    );
+    before.assert_same(&test.snapshot());
+}
+
+/// The sandbox's droplet image (built by .ci/prepare-sandbox), or `None` with a notice.
+fn droplet_image() -> Option<String> {
+    let (ok, out) = docker(&[
+        "images",
+        "--filter",
+        "label=infra.droplet-image=1",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    let image = out
+        .lines()
+        .find(|l| ok && l.starts_with("infra-droplet:"))
+        .map(str::to_string);
+    if image.is_none() {
+        if std::env::var("INFRA_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("the sandbox's droplet image is missing and INFRA_REQUIRE_TOOLS=1 requires it; run .ci/prepare-sandbox");
+        }
+        eprintln!("skipped: the sandbox's droplet image is missing (run .ci/prepare-sandbox)");
+    }
+    image
+}
+
+/// Runs `script` in `container` with `input` on standard input; (success, output).
+fn exec_in(container: &str, script: &str, input: &[u8]) -> (bool, String) {
+    let mut child = Command::new("docker")
+        .args(["exec", "-i", container, "sh", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The master's Redis, as bootstrap starts it, in a container of the droplet image (no
+/// systemd, as in the sandbox): bound to the master's own address with its password,
+/// reachable from another host, its data on disk, a boot hook, idempotent, and restarted when
+/// its config changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_masters_redis_starts_bound_to_its_address_and_asks_for_its_password() {
+    if !docker_tests_can_run() {
+        return;
+    }
+    let Some(image) = droplet_image() else {
+        return;
+    };
+    let name = format!("infra-health-{}-master", std::process::id());
+    let _cleanup = Containers {
+        names: vec![name.clone()],
+        image: String::new(),
+    };
+    let (ok, out) = docker(&[
+        "run",
+        "--detach",
+        "--name",
+        &name,
+        "--entrypoint",
+        "/bin/sleep",
+        &image,
+        "600",
+    ]);
+    assert!(ok, "{out}");
+    let (_, ip) = docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &name,
+    ]);
+    let ip = ip.trim().to_string();
+    let place = infra::deploy::redis::RedisPlace {
+        project_env: "shop-prod".into(),
+        host: ip.clone(),
+        port: 6512,
+    };
+    let upload = |password: &str| {
+        let config = place.config_file(&Secret::new(password));
+        let (ok, out) = exec_in(
+            &name,
+            "mkdir -p /etc/infra/redis && umask 077 && cat >/etc/infra/redis/shop-prod.conf",
+            config.as_bytes(),
+        );
+        assert!(ok, "{out}");
+    };
+    upload(PASSWORD);
+    let (ok, out) = exec_in(
+        &name,
+        &infra::deploy::bootstrap::redis_script(&place, false),
+        b"",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("changed: started infra-redis-shop-prod on port 6512"),
+        "{out}"
+    );
+    assert!(
+        out.contains("changed: boot hook 40-infra-redis-shop-prod"),
+        "{out}"
+    );
+    assert!(!out.contains(PASSWORD));
+
+    // From this host, as another droplet of the fleet would reach it.
+    let target = RedisTarget::new(ip.clone(), 6512, Some(Secret::new(PASSWORD)));
+    let mut redis = target.connect().await.unwrap();
+    redis.rpush("mail", &[b"kept"]).await.unwrap();
+    let wrong = RedisTarget::new(ip.clone(), 6512, Some(Secret::new("wrong-one")));
+    assert!(matches!(
+        wrong.connect().await.unwrap_err(),
+        RedisError::Auth { .. }
+    ));
+    let (_, modes) = exec_in(
+        &name,
+        "stat -c '%a %n' /etc/infra/redis/shop-prod.conf /var/lib/infra/redis/shop-prod; ps -o args= -C redis-server",
+        b"",
+    );
+    assert!(
+        modes.contains("600 /etc/infra/redis/shop-prod.conf"),
+        "{modes}"
+    );
+    assert!(
+        modes.contains("700 /var/lib/infra/redis/shop-prod"),
+        "{modes}"
+    );
+    assert!(
+        !modes.contains(PASSWORD),
+        "the password is on a command line: {modes}"
+    );
+
+    // A second run changes nothing.
+    let (ok, out) = exec_in(
+        &name,
+        &infra::deploy::bootstrap::redis_script(&place, false),
+        b"",
+    );
+    assert!(ok, "{out}");
+    assert!(!out.contains("changed:"), "{out}");
+
+    // A new password: the server is restarted with it, and the queue is still there.
+    drop(redis);
+    let new_password = "rotated-9d2b61";
+    upload(new_password);
+    let (ok, out) = exec_in(
+        &name,
+        &infra::deploy::bootstrap::redis_script(&place, true),
+        b"",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("changed: stopped infra-redis-shop-prod"),
+        "{out}"
+    );
+    assert!(
+        out.contains("changed: started infra-redis-shop-prod"),
+        "{out}"
+    );
+    let target = RedisTarget::new(ip, 6512, Some(Secret::new(new_password)));
+    let mut redis = target.connect().await.unwrap();
+    assert_eq!(
+        redis.lrange("mail", 0, -1).await.unwrap(),
+        [b"kept".to_vec()]
+    );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::engine::{ContainerState, Engine, Usage};
+use super::engine::{ContainerState, Usage};
 use super::expected::ExpectedContainer;
 use super::redis::{Redis, RedisError};
 use super::repair::failed_list;
@@ -132,11 +132,12 @@ impl HealthReport {
     }
 }
 
-/// The state of `expected`'s container and, when it runs, its main process and health path.
+/// The report on `expected`'s container from what the engine said about it (`Ok(None)`: no
+/// such container) and, when it runs, its main process and health path.
 pub async fn check_container(
-    engine: &Engine,
     http: &reqwest::Client,
     expected: &ExpectedContainer,
+    inspected: Result<Option<&ContainerState>, String>,
 ) -> ContainerReport {
     let mut report = ContainerReport {
         name: expected.name.clone(),
@@ -149,18 +150,18 @@ pub async fn check_container(
         over: Vec::new(),
         error: None,
     };
-    let state = match engine.inspect(&expected.name).await {
+    let state = match inspected {
         Ok(Some(state)) => state,
         Ok(None) => {
             report.status = ContainerStatus::Missing;
             return report;
         }
         Err(e) => {
-            report.error = Some(e.to_string());
+            report.error = Some(e);
             return report;
         }
     };
-    report.status = status_of(&state);
+    report.status = status_of(state);
     if report.status != ContainerStatus::Running {
         report.exit_code = Some(state.exit_code);
         return report;

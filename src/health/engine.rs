@@ -93,24 +93,53 @@ impl Engine {
 
     /// The state of `name`; `None` when there is no such container.
     pub async fn inspect(&self, name: &str) -> Result<Option<ContainerState>, EngineError> {
-        let args = ["container", "inspect", name];
+        let mut states = self.inspect_many(&[name.to_string()]).await?;
+        Ok(states.remove(name))
+    }
+
+    /// The state of each of `names` that exists, by name: one engine command for them all
+    /// (the monitor asks every second; one process per container would cost more than the
+    /// checks themselves).
+    pub async fn inspect_many(
+        &self,
+        names: &[String],
+    ) -> Result<HashMap<String, ContainerState>, EngineError> {
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut args = vec!["container", "inspect"];
+        args.extend(names.iter().map(String::as_str));
         let out = self.run(&args).await?;
+        // A missing container makes the command fail, and it still prints the others.
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
-            if stderr.contains("no such") {
-                return Ok(None);
+            let only_missing = stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .all(|l| l.contains("no such"));
+            if !only_missing {
+                return Err(self.failed(&args[..2], &out));
             }
-            return Err(self.failed(&args, &out));
         }
-        let value: Value =
+        let value: Value = if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            Value::Array(Vec::new())
+        } else {
             serde_json::from_slice(&out.stdout).map_err(|e| EngineError::Output {
-                command: format!("{} {}", self.cli, args.join(" ")),
+                command: format!("{} container inspect", self.cli),
                 reason: e.to_string(),
-            })?;
-        let Some(first) = value.as_array().and_then(|a| a.first()) else {
-            return Ok(None);
+            })?
         };
-        Ok(Some(parse_state(first)))
+        let mut states = HashMap::new();
+        for item in value.as_array().into_iter().flatten() {
+            // Docker names a container `/name`; podman `name`.
+            let Some(name) = item["Name"].as_str().map(|n| n.trim_start_matches('/')) else {
+                continue;
+            };
+            if names.iter().any(|n| n == name) {
+                states.insert(name.to_string(), parse_state(item));
+            }
+        }
+        Ok(states)
     }
 
     /// Starts the stopped container `name` as it was created (same image, env file, ports).

@@ -35,6 +35,8 @@ pub struct LocalHealth {
     /// Alert conditions currently up, by a key naming the condition.
     raised: HashSet<String>,
     usage: HashMap<String, Usage>,
+    /// Containers the last check found running: the ones `stats` is asked about.
+    running: HashSet<String>,
     stats: Option<StatsTask>,
     last_stats: Option<Instant>,
     resource_interval: Duration,
@@ -60,6 +62,7 @@ impl LocalHealth {
             backoff: HashMap::new(),
             raised: HashSet::new(),
             usage: HashMap::new(),
+            running: HashSet::new(),
             stats: None,
             last_stats: None,
             resource_interval: RESOURCE_INTERVAL,
@@ -95,12 +98,33 @@ impl LocalHealth {
     /// One round of checks.
     pub async fn check(&mut self, now: Instant) -> HealthReport {
         self.collect_stats(now).await;
+        // One `inspect` per engine for all its containers.
+        let mut by_engine: IndexMap<&str, Vec<String>> = IndexMap::new();
+        for e in &self.expected {
+            by_engine.entry(&e.engine).or_default().push(e.name.clone());
+        }
+        let mut inspected = HashMap::new();
+        for (cli, names) in by_engine {
+            let states = Engine::new(cli)
+                .inspect_many(&names)
+                .await
+                .map_err(|e| e.to_string());
+            inspected.insert(cli.to_string(), states);
+        }
         let futures = self.expected.iter().map(|e| {
-            let engine = Engine::new(e.engine.clone());
             let http = self.http.clone();
-            async move { check_container(&engine, &http, e).await }
+            let state = match &inspected[&e.engine] {
+                Ok(states) => Ok(states.get(&e.name)),
+                Err(error) => Err(error.clone()),
+            };
+            async move { check_container(&http, e, state).await }
         });
         let mut containers = futures_util::future::join_all(futures).await;
+        self.running = containers
+            .iter()
+            .filter(|c| c.status == ContainerStatus::Running)
+            .map(|c| c.name.clone())
+            .collect();
         for (report, expected) in containers.iter_mut().zip(&self.expected) {
             if report.status != ContainerStatus::Running {
                 continue;
@@ -308,11 +332,10 @@ impl LocalHealth {
         let limit = self.max_requeues(&queue.project_env, &queue.queue);
         let mut events = Vec::new();
         let outcome = match self.connection(&queue.project_env).await {
-            Ok(redis) => requeue_failed(redis, &queue.queue, limit).await,
-            Err(e) => Err(RedisError::Protocol {
-                address: queue.project_env.clone(),
-                message: e,
-            }),
+            Ok(redis) => requeue_failed(redis, &queue.queue, limit)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
         match outcome {
             Ok((moved, at_limit)) => {
@@ -339,7 +362,7 @@ impl LocalHealth {
                 self.connections.remove(&queue.project_env);
                 events.push(RepairEvent::RedisUnavailable {
                     project_env: queue.project_env.clone(),
-                    error: e.to_string(),
+                    error: e,
                 });
             }
         }
@@ -366,7 +389,12 @@ impl LocalHealth {
         if self.stats.is_none() && due && wanted {
             self.last_stats = Some(now);
             let mut by_engine: IndexMap<String, Vec<String>> = IndexMap::new();
-            for e in &self.expected {
+            // `stats` fails for all when one named container is not running.
+            for e in self
+                .expected
+                .iter()
+                .filter(|e| self.running.contains(&e.name))
+            {
                 by_engine
                     .entry(e.engine.clone())
                     .or_default()

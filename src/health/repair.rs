@@ -110,7 +110,8 @@ impl RestartBackoff {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RepairEvent {
-    /// A stopped container was started again; `attempt` counts restarts in a row.
+    /// A stopped container was started again; `attempt`: its restarts within the last
+    /// [`RESTART_WINDOW`], this one included.
     Restarted { container: String, attempt: u32 },
     /// Starting it failed; the backoff holds the next try.
     RestartFailed { container: String, error: String },

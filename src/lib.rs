@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod diagnostic;
 pub mod document;
 pub mod fleet;
+pub mod health;
 pub mod host;
 pub mod keypair;
 pub mod logging;

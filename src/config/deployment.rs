@@ -67,7 +67,16 @@ pub const SERVICE_KEYS: &[&str] = &[
     "queues",
     "max_queue_depth",
     "max_requeues",
+    "max_cpu_percent",
+    "max_memory_mb",
 ];
+
+/// How many times one failed job is moved back to its queue unless `max_requeues` says.
+pub const DEFAULT_MAX_REQUEUES: u32 = 3;
+/// The suffixes the monitor gives a queue's companions: `<queue>:failed` (jobs the worker gave
+/// up on) and `<queue>:requeues` (how often each was moved back). A queue named with one of
+/// them would be confused with another queue's companion.
+pub const QUEUE_SUFFIXES: &[&str] = &[":failed", ":requeues"];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -104,6 +113,18 @@ pub struct ServiceConfig {
     pub singleton: bool,
     /// The image's build context, relative to the repository root (default: the root).
     pub context: Option<String>,
+    /// The Redis lists a worker consumes (`["email_queue"]`), on its project-environment's
+    /// Redis on the master. The monitor watches their depth and requeues their failed jobs.
+    pub queues: Vec<String>,
+    /// A queue longer than this raises an alert (and nothing more).
+    pub max_queue_depth: Option<u64>,
+    /// How many times one failed job goes back to its queue (`max_requeues()`, default 3).
+    pub max_requeues: Option<u32>,
+    /// Alert when one container uses more CPU than this, in percent of one core (`200`: two
+    /// cores' worth), as the engine's `stats` reports it.
+    pub max_cpu_percent: Option<u32>,
+    /// Alert when one container uses more memory than this, in MiB.
+    pub max_memory_mb: Option<u64>,
 }
 
 impl ServiceConfig {
@@ -124,7 +145,17 @@ impl ServiceConfig {
             health_timeout: None,
             singleton: false,
             context: None,
+            queues: Vec::new(),
+            max_queue_depth: None,
+            max_requeues: None,
+            max_cpu_percent: None,
+            max_memory_mb: None,
         }
+    }
+
+    /// How many times one failed job is moved back to its queue.
+    pub fn max_requeues(&self) -> u32 {
+        self.max_requeues.unwrap_or(DEFAULT_MAX_REQUEUES)
     }
 
     /// The path new containers are health-checked on.
@@ -549,7 +580,19 @@ fn check_service(
             }
         }
     }
+    let queues = check_queues(c, path, map, kind);
+    let max_cpu_percent = c
+        .opt_integer(map, path, "max_cpu_percent", 1, 100_000)
+        .map(|n| n as u32);
+    let max_memory_mb = c
+        .opt_integer(map, path, "max_memory_mb", 1, 16 * 1024 * 1024)
+        .map(|n| n as u64);
     Some(ServiceConfig {
+        queues: queues.queues?,
+        max_queue_depth: queues.max_depth,
+        max_requeues: queues.max_requeues,
+        max_cpu_percent,
+        max_memory_mb,
         kind: kind?,
         containerfile_path: containerfile_path?,
         command,
@@ -565,4 +608,168 @@ fn check_service(
         singleton,
         context,
     })
+}
+
+/// A worker's `queues` and the two settings that only mean something with them.
+struct QueueSettings {
+    queues: Option<Vec<String>>,
+    max_depth: Option<u64>,
+    max_requeues: Option<u32>,
+}
+
+fn check_queues(
+    c: &mut Checker,
+    path: &(impl PathArg + ?Sized),
+    map: &serde_json::Map<String, Value>,
+    kind: Option<ServiceKind>,
+) -> QueueSettings {
+    let queues = match map.get("queues") {
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(v) => c.string_list(
+            &Field(path, "queues"),
+            v,
+            "[\"email_queue\"]",
+            queue_problem,
+        ),
+    };
+    if kind == Some(ServiceKind::Web) && queues.as_ref().is_some_and(|q| !q.is_empty()) {
+        c.error(
+            &Field(path, "queues"),
+            "only a worker consumes queues; a web service reaches Redis through REDIS_URL without naming them: remove this key or make the service \"type\": \"worker\"",
+        );
+    }
+    let max_depth = c
+        .opt_integer(map, path, "max_queue_depth", 1, 1_000_000_000)
+        .map(|n| n as u64);
+    let max_requeues = c
+        .opt_integer(map, path, "max_requeues", 0, 1000)
+        .map(|n| n as u32);
+    // Said only when `queues` itself was fine: one problem at a time per service.
+    if queues.as_ref().is_some_and(Vec::is_empty) {
+        for key in ["max_queue_depth", "max_requeues"] {
+            if map.get(key).is_some_and(|v| !v.is_null()) {
+                c.error(
+                    &Field(path, key),
+                    "applies to the service's `queues`, and it names none: add them, like \"queues\": [\"email_queue\"], or remove this key",
+                );
+            }
+        }
+    }
+    QueueSettings {
+        queues,
+        max_depth,
+        max_requeues,
+    }
+}
+
+/// A Redis list name the monitor can watch and requeue into.
+fn queue_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 200 {
+        return Some(format!(
+            "`{name}` is not a queue name; use 1 to 200 characters, like \"email_queue\""
+        ));
+    }
+    if name.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        return Some(format!(
+            "`{name}` is not a queue name; use one without spaces, like \"email_queue\""
+        ));
+    }
+    QUEUE_SUFFIXES
+        .iter()
+        .find(|suffix| name.ends_with(*suffix))
+        .map(|suffix| {
+            format!("`{name}` ends with `{suffix}`, which the monitor uses for a queue's own companion list; name the queue without it")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(service: Value) -> (Option<ServiceConfig>, Vec<String>) {
+        let config = json!({"projects": {"shop": {"services": {"jobs": service}}}});
+        let mut c = Checker::new("config/deployment_config.json");
+        let checked = DeploymentConfig::check(&mut c, &config);
+        let messages = c.problems.iter().map(|p| p.to_string()).collect();
+        let service = checked
+            .projects
+            .get("shop")
+            .and_then(|p| p.services.get("jobs"))
+            .cloned();
+        (service, messages)
+    }
+
+    #[test]
+    fn a_worker_reads_its_queues_limits_and_thresholds() {
+        let (service, messages) = problems(json!({
+            "type": "worker", "containerfile_path": "w/Dockerfile", "command": "run",
+            "queues": ["email_queue", "app:jobs"], "max_queue_depth": 500, "max_requeues": 5,
+            "max_cpu_percent": 150, "max_memory_mb": 512
+        }));
+        assert_eq!(messages, Vec::<String>::new());
+        let service = service.unwrap();
+        assert_eq!(service.queues, ["email_queue", "app:jobs"]);
+        assert_eq!(service.max_queue_depth, Some(500));
+        assert_eq!(service.max_requeues(), 5);
+        assert_eq!(service.max_cpu_percent, Some(150));
+        assert_eq!(service.max_memory_mb, Some(512));
+    }
+
+    #[test]
+    fn requeues_default_to_three_and_zero_turns_them_off() {
+        let worker = |extra: Value| {
+            let mut v = json!({"type": "worker", "containerfile_path": "w/Dockerfile",
+                "command": "run", "queues": ["q"]});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            problems(v).0.unwrap()
+        };
+        assert_eq!(worker(json!({})).max_requeues(), DEFAULT_MAX_REQUEUES);
+        assert_eq!(worker(json!({"max_requeues": 0})).max_requeues(), 0);
+    }
+
+    #[test]
+    fn queue_settings_errors_name_the_key_and_what_to_do() {
+        let path = "config/deployment_config.json: projects.shop.services.jobs";
+        let cases = [
+            (
+                json!({"containerfile_path": "w/Dockerfile", "queues": ["q"]}),
+                format!("{path}.queues: only a worker consumes queues; a web service reaches Redis through REDIS_URL without naming them: remove this key or make the service \"type\": \"worker\""),
+            ),
+            (
+                json!({"type": "worker", "containerfile_path": "w/Dockerfile", "command": "run", "max_queue_depth": 10}),
+                format!("{path}.max_queue_depth: applies to the service's `queues`, and it names none: add them, like \"queues\": [\"email_queue\"], or remove this key"),
+            ),
+            (
+                json!({"type": "worker", "containerfile_path": "w/Dockerfile", "command": "run", "queues": ["jobs:failed"]}),
+                format!("{path}.queues[0]: `jobs:failed` ends with `:failed`, which the monitor uses for a queue's own companion list; name the queue without it"),
+            ),
+            (
+                json!({"type": "worker", "containerfile_path": "w/Dockerfile", "command": "run", "queues": ["a b"]}),
+                format!("{path}.queues[0]: `a b` is not a queue name; use one without spaces, like \"email_queue\""),
+            ),
+            (
+                json!({"type": "worker", "containerfile_path": "w/Dockerfile", "command": "run", "queues": "q"}),
+                format!("{path}.queues: expected a list of strings like [\"email_queue\"], found \"q\""),
+            ),
+            (
+                json!({"type": "worker", "containerfile_path": "w/Dockerfile", "command": "run", "queues": ["q"], "max_queue_depth": 0}),
+                format!("{path}.max_queue_depth: expected a whole number from 1 to 1000000000, found 0"),
+            ),
+            (
+                json!({"containerfile_path": "w/Dockerfile", "max_cpu_percent": "90%"}),
+                format!("{path}.max_cpu_percent: expected a whole number from 1 to 100000, found \"90%\""),
+            ),
+            (
+                json!({"containerfile_path": "w/Dockerfile", "max_memory_mb": -1}),
+                format!("{path}.max_memory_mb: expected a whole number from 1 to 16777216, found -1"),
+            ),
+        ];
+        for (service, expected) in cases {
+            let (_, messages) = problems(service.clone());
+            assert_eq!(messages, vec![expected], "for {service}");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! trusted over the private network, the env file directory made. Where all of that is there
 //! (the sandbox's droplet image, or a second deploy) nothing changes. Without systemd (the
 //! sandbox) what was started gets a hook in /etc/infra/boot.d/, which the droplet's init runs at
-//! boot, so a power cycle or a restore from snapshot brings it back.
+//! boot, so a power cycle or a restore from snapshot brings it back. A project-environment
+//! whose workers use queues also gets its Redis on the master (see [`super::redis`]).
 
 use serde_json::{json, Value};
 
@@ -92,6 +93,15 @@ boot_hook 30-nginx 'pidof nginx >/dev/null || nginx'
     s
 }
 
+/// The script that makes the master run `place`'s Redis with the config already uploaded to
+/// [`RedisPlace::config_path`](super::redis::RedisPlace::config_path); `changed`: that config
+/// was just replaced, so a running server is restarted to take it.
+pub fn redis_script(place: &super::redis::RedisPlace, changed: bool) -> String {
+    let mut s = String::from(PRELUDE);
+    s.push_str(&place.script(changed));
+    s
+}
+
 /// `daemon.json` with `registry` among its insecure registries (plain HTTP over the private
 /// network); `None` when it is there already.
 pub fn trust_in_daemon_json(current: &str, registry: &str) -> Result<Option<String>, String> {
@@ -159,8 +169,32 @@ impl Deployer {
                     ),
                 );
             }
+            if let Some(place) = self.redis_place()? {
+                let change = Change::new(
+                    "bootstrap_redis",
+                    &master.name,
+                    Value::Null,
+                    json!({"project_env": place.project_env, "port": place.port}),
+                );
+                self.reporter.would(
+                    &change,
+                    &format!(
+                        "make sure {} runs Redis for {} on port {} (password from {})",
+                        master.name,
+                        place.project_env,
+                        place.port,
+                        crate::template::secret_env_name(
+                            &self.name,
+                            &self.environment,
+                            super::redis::REDIS_PASSWORD_SECRET
+                        )
+                    ),
+                );
+            }
             return Ok(());
         }
+        // The Redis password is checked before any droplet is touched.
+        let redis = self.redis_with_password()?;
         let registry = self.registry.host_prefix();
         let results = self
             .pool
@@ -199,7 +233,70 @@ impl Deployer {
                 }
             }
         }
+        if let Some((place, password)) = redis {
+            let session = self.pool.session(&master).await?;
+            let changes = self.bootstrap_redis(&session, &place, &password).await?;
+            for what in changes {
+                let change = Change::new(
+                    "bootstrap_redis",
+                    &master.name,
+                    Value::Null,
+                    json!({"project_env": place.project_env, "port": place.port, "change": what}),
+                );
+                self.reporter
+                    .done(&change, &format!("{}: {what}", master.name));
+            }
+        }
         Ok(())
+    }
+
+    /// The project-environment's Redis on the master: its config (with the password) uploaded
+    /// on standard input where it differs, then installed, started or restarted as needed.
+    async fn bootstrap_redis(
+        &self,
+        session: &Session,
+        place: &super::redis::RedisPlace,
+        password: &crate::template::Secret,
+    ) -> Result<Vec<String>, DeployError> {
+        let path = place.config_path();
+        let wanted = place.config_file(password);
+        // Compared here, never printed: the file holds the password.
+        let have = session
+            .exec(&format!(
+                "cat {} 2>/dev/null",
+                crate::remote::shell_quote(&path)
+            ))
+            .await?
+            .stdout_text();
+        let changed = have != wanted;
+        let mut changes = Vec::new();
+        if changed {
+            session
+                .run(&format!(
+                    "mkdir -p {dir} && chmod 700 {dir}",
+                    dir = super::redis::REDIS_CONFIG_DIR
+                ))
+                .await?;
+            session.upload(&path, wanted.as_bytes(), 0o600).await?;
+            changes.push(format!("wrote {path} (0600)"));
+        }
+        let script = redis_script(place, changed && !have.is_empty());
+        let out = session
+            .exec_with(&script, None, std::time::Duration::from_secs(900))
+            .await?;
+        if !out.success() {
+            return Err(droplet_error(
+                session.host(),
+                &format!("starting Redis for {}", place.project_env),
+                &out,
+            ));
+        }
+        changes.extend(
+            out.stdout_text()
+                .lines()
+                .filter_map(|l| l.strip_prefix("changed: ").map(str::to_string)),
+        );
+        Ok(changes)
     }
 
     async fn bootstrap_one(

@@ -19,6 +19,7 @@ pub mod build;
 pub mod checkout;
 pub mod kubernetes;
 pub mod lock;
+pub mod redis;
 pub mod registry;
 pub mod releases;
 pub mod rollout;
@@ -266,10 +267,71 @@ impl Deployer {
             }
             out.insert(service.clone(), values);
         }
+        if self.uses_redis() && self.redis_password().is_none() {
+            let var = secret_env_name(&self.name, &self.environment, redis::REDIS_PASSWORD_SECRET);
+            if !missing.contains(&var) {
+                missing.push(var);
+            }
+        }
         if !missing.is_empty() {
             return Err(DeployError::MissingSecrets { variables: missing });
         }
         Ok(out)
+    }
+
+    /// Whether this project-environment has a Redis on the master (see [`redis`]).
+    pub fn uses_redis(&self) -> bool {
+        self.platform != Platform::Kubernetes
+            && redis::uses_redis(&self.deployment, &self.loaded.services[&self.project_env])
+    }
+
+    /// `<PROJECT>_<ENV>_REDIS_PASSWORD`, when set.
+    fn redis_password(&self) -> Option<Secret> {
+        let var = secret_env_name(&self.name, &self.environment, redis::REDIS_PASSWORD_SECRET);
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    }
+
+    /// Where this project-environment's Redis runs, when it has one.
+    pub fn redis_place(&self) -> Result<Option<redis::RedisPlace>, DeployError> {
+        if !self.uses_redis() {
+            return Ok(None);
+        }
+        let (_, master) = master_of(&self.loaded)?;
+        let port = redis::redis_ports(&self.loaded)
+            .get(&self.project_env)
+            .copied()
+            .ok_or_else(|| {
+                DeployError::Input(format!(
+                    "`{}` uses Redis but has no Redis port; run `infra validate`",
+                    self.project_env
+                ))
+            })?;
+        Ok(Some(redis::RedisPlace {
+            project_env: self.project_env.clone(),
+            host: master.ip.to_string(),
+            port,
+        }))
+    }
+
+    /// The Redis place and its password, for env files and the master's config; a missing
+    /// password is named (deploys check it first, in [`Self::secrets`]).
+    pub fn redis_with_password(&self) -> Result<Option<(redis::RedisPlace, Secret)>, DeployError> {
+        let Some(place) = self.redis_place()? else {
+            return Ok(None);
+        };
+        let password = self
+            .redis_password()
+            .ok_or_else(|| DeployError::MissingSecrets {
+                variables: vec![secret_env_name(
+                    &self.name,
+                    &self.environment,
+                    redis::REDIS_PASSWORD_SECRET,
+                )],
+            })?;
+        Ok(Some((place, password)))
     }
 
     /// The variables of `target`'s container in `release`: its environment, its secrets and
@@ -297,6 +359,29 @@ impl Deployer {
         ] {
             context.variables.insert(key.to_string(), value.to_string());
         }
+        // Every service of a project-environment with Redis reaches it: workers consume the
+        // queues, web services enqueue. A key the service's `environment` (or its secret
+        // `redis_password`) sets already is left as it is.
+        if let Some((place, password)) = self.redis_with_password()? {
+            let taken = |context: &crate::template::EnvFileContext, key: &str| {
+                context.variables.contains_key(key) || context.secrets.contains_key(key)
+            };
+            for (key, value) in place.variables() {
+                if !taken(&context, key) {
+                    context.variables.insert(key.to_string(), value);
+                }
+            }
+            if !taken(&context, "REDIS_URL") {
+                context
+                    .secrets
+                    .insert("REDIS_URL".to_string(), place.url(&password));
+            }
+            if !taken(&context, "REDIS_PASSWORD") {
+                context
+                    .secrets
+                    .insert("REDIS_PASSWORD".to_string(), password);
+            }
+        }
         Ok(context)
     }
 
@@ -313,7 +398,7 @@ impl Deployer {
 
     /// Where `target`'s env file lives on its droplet.
     pub fn env_path(target: &Target) -> String {
-        format!("{ENV_DIR}/{}.env", target.full_name)
+        env_path_of(&target.full_name)
     }
 
     pub fn releases_path(&self) -> std::path::PathBuf {
@@ -338,6 +423,12 @@ impl Deployer {
     pub fn repository(&self, service: &str) -> String {
         format!("{}-{}", self.name, service).to_lowercase()
     }
+}
+
+/// Where the env file of the container `full_name` lives on its droplet (the monitor reads a
+/// worker's Redis settings from it).
+pub fn env_path_of(full_name: &str) -> String {
+    format!("{ENV_DIR}/{full_name}.env")
 }
 
 /// The droplet `name` as an SSH host, from its recorded address.

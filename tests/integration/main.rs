@@ -3,6 +3,7 @@ mod cloud_contract;
 mod deploy;
 mod exec;
 mod harness;
+mod health;
 mod monitor;
 mod notify;
 mod openapi;

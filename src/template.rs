@@ -634,6 +634,9 @@ pub struct FailureAlert {
     /// The monitors that agreed it failed.
     pub reported_by: Vec<String>,
     pub services: Vec<String>,
+    /// What happens next, when it is not a recovery from the latest snapshot (a restarted
+    /// container, a verdict on the master the monitors only alert about).
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1281,6 +1284,7 @@ fn preview_event(
             })
         }
         ContextKind::FailureAlert => EmailEvent::FailureAlert(FailureAlert {
+                action: None,
             reported_by: loaded.state.monitored_by(&about),
             droplet: about,
             ip,

@@ -159,6 +159,53 @@ impl RepairEvent {
         )
     }
 
+    /// One line for people: what happened, and what was done about it.
+    pub fn describe(&self) -> String {
+        match self {
+            RepairEvent::Restarted { container, attempt } => {
+                format!("{container} had stopped and was started again (restart {attempt} in 10 minutes)")
+            }
+            RepairEvent::RestartFailed { container, error } => {
+                format!("{container} had stopped and could not be started again: {error}")
+            }
+            RepairEvent::RepeatedRestarts {
+                container,
+                restarts,
+                window_seconds,
+            } => format!(
+                "{container} stopped and was restarted {restarts} times within {} minutes",
+                window_seconds / 60
+            ),
+            RepairEvent::Missing { container } => {
+                format!("{container} does not exist on this droplet (deploy it again)")
+            }
+            RepairEvent::Unhealthy { container, reason } => format!("{container} is unhealthy: {reason}"),
+            RepairEvent::Requeued {
+                project_env,
+                queue,
+                jobs,
+            } => format!("{jobs} failed job(s) of {project_env}/{queue} went back to the queue"),
+            RepairEvent::RequeueLimit {
+                project_env,
+                queue,
+                job,
+                requeues,
+            } => format!(
+                "job {job} of {project_env}/{queue} failed after {requeues} requeues and stays in {}",
+                failed_list(queue)
+            ),
+            RepairEvent::QueueBacklog {
+                project_env,
+                queue,
+                depth,
+                max_depth,
+            } => format!("{project_env}/{queue} holds {depth} jobs (max_queue_depth {max_depth})"),
+            RepairEvent::RedisUnavailable { project_env, error } => {
+                format!("{project_env}'s Redis cannot be used: {error}")
+            }
+        }
+    }
+
     /// What it is about: a container name or `<project-env>/<queue>`.
     pub fn subject(&self) -> String {
         match self {

@@ -22,14 +22,22 @@ const HEARTBEAT_CHECK: Duration = Duration::from_secs(30);
 /// Alerts kept in the status report.
 const KEPT: usize = 10;
 
-/// A failure alert about `droplet` (`incident` tells this event apart from earlier ones).
-pub fn failure(droplet: &str, incident: &str, error: &str, reported_by: Vec<String>) -> AlertRequest {
+/// A failure alert about `droplet` (`incident` tells this event apart from earlier ones);
+/// `action` says what happens next.
+pub fn failure(
+    droplet: &str,
+    incident: &str,
+    error: &str,
+    reported_by: Vec<String>,
+    action: &str,
+) -> AlertRequest {
     AlertRequest {
         kind: "failure".into(),
         droplet: droplet.into(),
         incident: incident.into(),
         error: Some(error.into()),
         reported_by: Some(reported_by),
+        action: Some(action.into()),
         ..AlertRequest::default()
     }
 }

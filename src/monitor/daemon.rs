@@ -234,6 +234,7 @@ pub async fn run(project: Project, droplet: String, listen: Option<SocketAddr>) 
     tokio::spawn(write_reports(monitor.clone()));
     tokio::spawn(log_events(monitor.clone()));
     tokio::spawn(super::alerts::run(monitor.clone(), loaded.clone()));
+    tokio::spawn(super::local::run(monitor.clone(), loaded.clone()));
     tokio::spawn(alert_rejected_playbooks(monitor.clone()));
     probe(
         monitor,
@@ -341,17 +342,16 @@ fn alert_for(monitor: &Monitor, node: &Node, event: &Event) -> Option<crate::not
         } if tells(monitor, node) => Some(failure(
             target,
             &format!("verdict-{}", node.status(monitor.now()).epoch),
-            "the monitors agree it is down; it is the master, which they only alert about (set auto_recover_master to let them rebuild it, or run `infra recover` by hand)",
+            "the monitors agree it is down",
             voters.clone(),
+            "It is the master, which the monitors only alert about: recover it by hand, or set auto_recover_master to let them rebuild it.",
         )),
         Event::MassFailure { down } if tells(monitor, node) => Some(failure(
             down.first().map(String::as_str).unwrap_or(monitor.droplet()),
             &format!("mass-{}", down.join("+")),
-            &format!(
-                "half the fleet or more looks down at once ({}): the monitors alert only and rebuild nothing (a network problem is likelier than that many failures)",
-                down.join(", ")
-            ),
+            &format!("half the fleet or more looks down at once ({})", down.join(", ")),
             vec![monitor.droplet().to_string()],
+            "The monitors rebuild nothing while that many look down (a network problem is likelier than that many failures); check the fleet.",
         )),
         _ => None,
     }
@@ -382,6 +382,7 @@ async fn alert_rejected_playbooks(monitor: Monitor) {
                         &format!("playbook-{}", &digest[..12]),
                         &format!("{RECOVERY_PLAYBOOK} was changed and does not load: {error}"),
                         vec![monitor.droplet().to_string()],
+                        "The monitors keep the version they had loaded; fix the playbook and install the monitors again.",
                     )));
                 }
             }

@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod daemon;
 pub mod install;
 pub mod keys;
+pub mod local;
 pub mod protocol;
 pub mod status;
 

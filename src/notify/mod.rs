@@ -115,6 +115,8 @@ pub struct AlertRequest {
     pub new_ip: Option<String>,
     pub snapshot: Option<String>,
     pub duration_seconds: Option<u64>,
+    /// Failure: what happens next, when it is not a recovery from the latest snapshot.
+    pub action: Option<String>,
 }
 
 impl AlertRequest {
@@ -138,6 +140,7 @@ impl AlertRequest {
             .unwrap_or_else(|| loaded.state.services_on_droplet(&self.droplet));
         let event = match self.kind.as_str() {
             "failure" => EmailEvent::FailureAlert(FailureAlert {
+                action: self.action,
                 reported_by: self
                     .reported_by
                     .unwrap_or_else(|| loaded.state.monitored_by(&self.droplet)),
@@ -669,6 +672,7 @@ mod tests {
     fn failure(droplet: &str, incident: &str) -> Alert {
         Alert {
             event: EmailEvent::FailureAlert(FailureAlert {
+                action: None,
                 droplet: droplet.into(),
                 ip: Some("10.0.0.7".into()),
                 error: "no answer to 3 probes".into(),

@@ -423,6 +423,25 @@ impl Installer {
         if hosts.is_empty() {
             return Ok(Vec::new());
         }
+        if self.dry_run {
+            // Nothing is written, not even a key: what would be installed, and where.
+            for h in &hosts {
+                let change = Change::new(
+                    "monitor",
+                    &h.name,
+                    serde_json::Value::Null,
+                    json!({"binary": REMOTE_BINARY, "root": REMOTE_ROOT}),
+                );
+                self.reporter.would(
+                    &change,
+                    &format!(
+                        "install the monitor on {} (the infra binary if it differs, configs, playbooks, its key, a supervisor) and start it",
+                        h.name
+                    ),
+                );
+            }
+            return Ok(Vec::new());
+        }
         // Every droplet's key exists before any bundle is made: each bundle names all peers.
         let mut public_keys = BTreeMap::new();
         for h in &all {
@@ -438,26 +457,6 @@ impl Installer {
                 h.name.clone(),
                 bundle(&self.project, &self.loaded, &h.name, &public_keys)?,
             );
-        }
-        if self.dry_run {
-            for h in &hosts {
-                let b = &bundles[&h.name];
-                let change = Change::new(
-                    "monitor",
-                    &h.name,
-                    serde_json::Value::Null,
-                    json!({"files": b.files.len(), "secrets": b.env.keys().collect::<Vec<_>>()}),
-                );
-                self.reporter.would(
-                    &change,
-                    &format!(
-                        "install the monitor on {} ({} files, the infra binary if it differs, a supervisor) and start it",
-                        h.name,
-                        b.files.len()
-                    ),
-                );
-            }
-            return Ok(Vec::new());
         }
         let results = self
             .pool

@@ -76,7 +76,7 @@ fn scenario_traced(seed: u64, trace: bool) -> Result<Report, String> {
             if rng.chance(0.5) {
                 let majority_side: Vec<usize> = (0..n).filter(|i| !cut.contains(i)).collect();
                 let victim = majority_side[rng.range(0, majority_side.len() as u64 - 1) as usize];
-                if majority_side.len() - 1 >= 3 {
+                if majority_side.len() > 3 {
                     must_recover.insert((victim, des.generation(victim)));
                 }
                 des.crash(victim);
@@ -169,6 +169,13 @@ pub fn run(seeds: std::ops::Range<u64>) {
     );
     let reports: Vec<Report> = results.into_iter().map(Result::unwrap).collect();
     let sum = |f: fn(&Report) -> usize| reports.iter().map(f).sum::<usize>();
+    let of = |k: Kind| reports.iter().filter(|r| r.kind == k).count();
+    println!(
+        "{count} scenarios ({} partitions, {} coordinator crashes mid-recovery, {} with delayed datagrams)",
+        of(Kind::Partition),
+        of(Kind::CoordinatorCrashMidRecovery),
+        of(Kind::DelayedMessages)
+    );
     println!(
         "{count} scenarios: 0 double recoveries, 0 calls from a minority; {} droplets recreated, {} stale calls refused, {} calls within a lease of a partition",
         sum(|r| r.recreated),

@@ -208,6 +208,7 @@ impl Lease {
         true
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_promise(
         &mut self,
         from: usize,

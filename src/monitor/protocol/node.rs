@@ -968,11 +968,11 @@ mod tests {
         let mut t = from;
         while t < to {
             let mut queue: Vec<(usize, Vec<u8>)> = Vec::new();
-            for i in 0..nodes.len() {
+            for (i, node) in nodes.iter_mut().enumerate() {
                 if down.contains(&i) {
                     continue;
                 }
-                for o in nodes[i].tick(t, WALL + t) {
+                for o in node.tick(t, WALL + t) {
                     if let Output::Send { to, bytes } = &o {
                         queue.push((index[to], bytes.clone()));
                     }
@@ -1003,11 +1003,7 @@ mod tests {
             !log.iter().any(|(_, _, o)| matches!(o, Output::Step(_))),
             "no step while healthy"
         );
-        assert_eq!(
-            nodes[0].lease_epoch(10_000).is_some(),
-            true,
-            "web0 coordinates"
-        );
+        assert!(nodes[0].lease_epoch(10_000).is_some(), "web0 coordinates");
         let log = run(&mut nodes, 10_000, 20_000, &[2]);
         let steps: Vec<_> = log
             .iter()

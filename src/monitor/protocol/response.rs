@@ -175,9 +175,9 @@ impl Response {
                     _ => None,
                 }
             } else if brake
-                || !verdicts
+                || verdicts
                     .get(target)
-                    .is_some_and(|v| v.incarnation == r.incarnation)
+                    .is_none_or(|v| v.incarnation != r.incarnation)
             {
                 None
             } else {

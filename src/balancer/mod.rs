@@ -42,9 +42,14 @@ pub struct LivePorts {
     pub deployed: HashSet<String>,
 }
 
-/// The nginx context: placement's upstreams with each deployed service's live targets.
+/// The nginx context: placement's upstreams with each deployed service's live targets, less
+/// the droplets recovery has drained (until it restores them).
 pub fn context(loaded: &Loaded, live: &LivePorts) -> Result<NginxContext, BalancerError> {
     let mut context = nginx_context(loaded)?;
+    let drained = loaded.state.drained_droplets();
+    for upstream in &mut context.upstreams {
+        upstream.targets.retain(|t| !drained.contains(&t.droplet));
+    }
     for upstream in &mut context.upstreams {
         if !live.deployed.contains(&upstream.project_env) {
             continue;

@@ -7,6 +7,7 @@ mod core;
 mod deploy;
 pub mod docs;
 mod plan;
+mod recovery;
 mod remote;
 mod state;
 mod template;
@@ -25,6 +26,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     deploy::register(engine, ctx);
     state::register(engine, ctx);
     plan::register(engine, ctx);
+    recovery::register(engine, ctx);
     remote::register(engine, ctx);
     template::register(engine, ctx);
 }

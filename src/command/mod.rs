@@ -5,6 +5,7 @@ mod discover;
 mod exec;
 mod init;
 mod playbook;
+mod recover;
 mod releases;
 mod render;
 mod sandbox;
@@ -240,6 +241,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             opts.insert("batch".into(), (batch as i64).into());
             playbook::builtin(env, "rollback", args, opts).await
         }
+        Command::Recover { droplet, yes } => recover::run(env, droplet, yes).await,
         Command::Releases {
             project,
             environment,

@@ -189,6 +189,7 @@ pub enum Command {
     /// from its newest snapshot, start its services, route nginx to its new address
     /// (playbooks/recovery.rhai). A healthy droplet is left alone; --dry-run shows the plan
     Recover {
+        /// The droplet's name, as `infra status` lists it (`hostomatic-web1`, `master`)
         droplet: String,
         /// Do not ask before rebuilding the master
         #[arg(long)]

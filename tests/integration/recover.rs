@@ -10,7 +10,7 @@ use infra::cloud::DropletAction;
 use serde_json::Value;
 
 use crate::deploy::{answering, sample_repo, DEPLOY_LIMIT};
-use crate::harness::Output;
+use crate::harness::{Output, Test};
 use crate::orchestrate::{describe, spawn, Sandbox};
 
 const SECRETS: &[(&str, &str)] = &[("HOSTOMATIC_UAT_DB_PASSWORD", "uat-canary-5e0f1a")];
@@ -271,4 +271,45 @@ async fn recover_rebuilds_a_powered_off_droplet_from_its_snapshot_once() {
     );
     assert_eq!(named(&sandbox, "hostomatic-web1").await, now);
     files.assert_same(&sandbox.files());
+}
+
+#[test]
+fn recover_names_a_droplet_the_state_does_not_have() {
+    Test::init()
+        .args(["recover", "nope"])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains(
+            "droplet \"nope\" is not in the state; \"infra status\" lists the droplets",
+        );
+}
+
+#[test]
+fn recovery_rhai_names_an_unknown_step() {
+    Test::init()
+        .args([
+            "run",
+            "playbooks/recovery.rhai",
+            "hostomatic-web1",
+            "reboot",
+        ])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("unknown step \"reboot\"; use recover, drain, check or restore");
+}
+
+#[test]
+fn auto_recover_master_must_be_true_or_false() {
+    let test = Test::init();
+    let mut state = test.json("config/infrastructure.json");
+    state["infrastructure_spec"]["auto_recover_master"] = "yes".into();
+    test.write(
+        "config/infrastructure.json",
+        &serde_json::to_string_pretty(&state).unwrap(),
+    );
+    test.infra(["validate"])
+        .assert_code(2)
+        .assert_stderr_contains(
+            "config/infrastructure.json: infrastructure_spec.auto_recover_master: expected true or false, found \"yes\"",
+        );
 }

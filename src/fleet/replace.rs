@@ -38,6 +38,11 @@ pub fn is_snapshot_of(snapshot: &str, name: &str) -> bool {
 }
 
 impl Fleet {
+    /// Set by Ctrl-C: long waits outside the fleet (SSH to a new droplet) stop on it too.
+    pub fn cancel_flag(&self) -> &std::sync::atomic::AtomicBool {
+        &self.cancel
+    }
+
     /// The droplet with `id`, or `None` when the cloud no longer has it.
     pub async fn droplet_by_id(&self, id: u64) -> Result<Option<Droplet>, FleetError> {
         match self.api(self.client.get_droplet(id)).await {

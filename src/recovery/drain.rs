@@ -135,6 +135,8 @@ impl Recovery {
         let loaded = self.loaded()?;
         let record = self.record(&loaded, droplet)?;
         let drained = loaded.state.drained_droplets().iter().any(|d| d == droplet);
+        // A rebuilt master runs nginx itself: it gets the config rendered from the state.
+        let master = record.role == "master";
         let mut ck = self.checkpoint(droplet)?;
         if !drained && ck.incident.is_none() {
             self.reporter.progress(
@@ -153,10 +155,14 @@ impl Recovery {
             json!({"routed": true, "ip": record.ip}),
         );
         let ip = record.ip.clone().unwrap_or_default();
-        if drained {
+        if drained || master {
+            let what = if master {
+                format!("nginx on {droplet} ({ip}) has the config rendered from the state")
+            } else {
+                format!("nginx routes to {droplet} again, at {ip}")
+            };
             if self.dry_run {
-                self.reporter
-                    .would(&change, &format!("route nginx to {droplet} again, at {ip}"));
+                self.reporter.would(&change, &format!("make sure {what}"));
             }
             self.update(|s| s.set_drained(droplet, None))?;
             let routed = self.loaded()?;
@@ -172,10 +178,7 @@ impl Recovery {
             .inspect_err(|e| self.reporter.failed(&change, &e.to_string()))
             .map_err(Self::deploy_error(droplet))?;
             if !self.dry_run {
-                self.reporter.done(
-                    &change,
-                    &format!("{droplet}: nginx routes to it again, at {ip}"),
-                );
+                self.reporter.done(&change, &format!("{droplet}: {what}"));
             }
         }
         if ck.incident.is_some() {

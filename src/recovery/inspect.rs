@@ -219,13 +219,9 @@ impl Recovery {
                 Ok(out) => {
                     let text = out.stdout_text();
                     for s in &services {
-                        let quoted = shell_quote(&s.container);
                         let line = text
                             .lines()
-                            .find(|l| {
-                                l.split_whitespace().next() == Some(s.container.as_str())
-                                    || l.starts_with(&format!("{quoted} "))
-                            })
+                            .find(|l| l.split_whitespace().next() == Some(s.container.as_str()))
                             .unwrap_or("");
                         let words: Vec<&str> = line.split_whitespace().collect();
                         let state = words.get(1).copied().unwrap_or("unknown");
@@ -261,7 +257,9 @@ impl Recovery {
     pub async fn check(&self, droplet: &str) -> Result<Health, RecoveryError> {
         let mut health = self.inspect(droplet).await?;
         self.tell(&health);
-        let down = matches!(health.cloud.as_str(), "off" | "active") && !health.answers;
+        // A droplet the cloud is acting on (locked) is left to that action.
+        let down =
+            matches!(health.cloud.as_str(), "off" | "active") && !health.answers && !health.locked;
         let Some(id) = health.id.filter(|_| down && !health.fenced) else {
             return Ok(health);
         };

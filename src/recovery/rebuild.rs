@@ -297,7 +297,7 @@ impl Recovery {
             self.pool.connector(),
             &Host::new(droplet, addr),
             Instant::now() + SSH_TIMEOUT,
-            &std::sync::atomic::AtomicBool::new(false),
+            self.fleet.cancel_flag(),
         )
         .await
         .map_err(|e| RecoveryError::Failed {

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::inspect::{live_services, LiveService};
 use super::{ImageChoice, Recovery, RecoveryError};
+use crate::config::Loaded;
 use crate::deploy::Deployer;
 use crate::remote::{shell_quote, Host};
 use crate::report::Change;
@@ -80,6 +81,9 @@ impl Recovery {
                 .push(s);
         }
         let epoch = self.permit(&mut ck)?;
+        if fresh && record.role == "master" {
+            self.bootstrap_master(droplet, &loaded).await?;
+        }
         let mut out = Vec::new();
         for ((name, environment), services) in by_pe {
             let d = Deployer::new(
@@ -164,6 +168,38 @@ impl Recovery {
             self.finish_step(&mut ck, "services", epoch, json!({"services": out}))?;
         }
         Ok(out)
+    }
+
+    /// A master made from the base image gets nginx and the registry again (what a deploy's
+    /// bootstrap installs); the registry starts empty, so the next deploy pushes every image.
+    async fn bootstrap_master(&self, droplet: &str, loaded: &Loaded) -> Result<(), RecoveryError> {
+        let Some((name, environment)) = loaded
+            .spec
+            .projects
+            .iter()
+            .find_map(|(name, p)| Some((name.clone(), p.environments.first()?.clone())))
+        else {
+            return Ok(());
+        };
+        let d = Deployer::new(
+            self.project.clone(),
+            self.loaded()?,
+            self.pool.clone(),
+            self.reporter.clone(),
+            self.dry_run,
+            &self.command,
+            &name,
+            &environment,
+        )
+        .map_err(Self::deploy_error(droplet))?;
+        d.bootstrap().await.map_err(Self::deploy_error(droplet))?;
+        self.reporter.progress(
+            "registry_empty",
+            droplet,
+            "warning: the master was made from the base image: its registry is empty until the next deploy pushes the images again",
+            json!({}),
+        );
+        Ok(())
     }
 
     /// One service on the droplet: running as it is, started, or deployed again; then gated.

@@ -124,7 +124,26 @@ if [ -n "$running" ] && cmp -s "$new" {CONFIG_PATH}; then rm -f "$new"; echo unc
 if ! out=$(nginx -t -q -c "$new" 2>&1); then rm -f "$new"; printf '%s\n' "$out" >&2; exit 3; fi
 [ -f {CONFIG_PATH} ] && cp -p {CONFIG_PATH} {PREVIOUS_PATH}
 mv -f "$new" {CONFIG_PATH}
-if [ -n "$running" ]; then nginx -s reload; echo reloaded
+if [ -n "$running" ]; then
+  master=$(cat /run/nginx.pid)
+  old=$(cat /proc/$master/task/*/children 2>/dev/null)
+  nginx -s reload
+  # The signal returns at once; until the old workers stop accepting, new requests still get
+  # the old targets (a drained, dead droplet among them). Wait for that, 5 s at most.
+  i=0
+  while [ $i -lt 50 ]; do
+    busy=
+    for p in $old; do
+      case "$(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)" in
+        *"shutting down"*) ;;
+        *"worker process"*) busy=1 ;;
+      esac
+    done
+    [ -z "$busy" ] && break
+    sleep 0.1
+    i=$((i + 1))
+  done
+  echo reloaded
 elif [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then systemctl start nginx; echo started
 else nginx; echo started
 fi"#

@@ -18,6 +18,8 @@ pub struct Drained {
     pub droplet: String,
     /// Whether nginx no longer routes to it (false for the master, which runs nginx).
     pub drained: bool,
+    /// Drained by this call (not by an earlier run of the same incident).
+    pub newly: bool,
     /// Upstreams whose only target it was: their routes answer 502 until it is recovered.
     pub sole: Vec<String>,
 }
@@ -55,6 +57,7 @@ impl Recovery {
             return Ok(Drained {
                 droplet: droplet.into(),
                 drained: false,
+                newly: false,
                 sole: Vec::new(),
             });
         }
@@ -73,6 +76,7 @@ impl Recovery {
             return Ok(Drained {
                 droplet: droplet.into(),
                 drained: true,
+                newly: false,
                 sole,
             });
         }
@@ -125,6 +129,7 @@ impl Recovery {
         Ok(Drained {
             droplet: droplet.into(),
             drained: true,
+            newly: true,
             sole,
         })
     }

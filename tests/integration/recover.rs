@@ -271,6 +271,70 @@ async fn recover_rebuilds_a_powered_off_droplet_from_its_snapshot_once() {
     );
     assert_eq!(named(&sandbox, "hostomatic-web1").await, now);
     files.assert_same(&sandbox.files());
+
+    // The other droplet has no snapshot. The monitors' first step alone: drained, requests
+    // keep answering from hostomatic-web1.
+    let web2 = named(&sandbox, "hostomatic-web2").await;
+    let action = client
+        .droplet_action(web2[0].0, &DropletAction::PowerOff)
+        .await
+        .unwrap();
+    client
+        .wait_for_action(
+            action.id,
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    run_ok(
+        &sandbox,
+        &["run", "playbooks/recovery.rhai", "hostomatic-web2", "drain"],
+    );
+    let only_web1: BTreeSet<String> = ["hostomatic-web1".to_string()].into();
+    assert_eq!(droplets_answering("/api/"), only_web1);
+    assert_eq!(droplets_answering("/"), only_web1);
+    let state = sandbox.test.json("config/infrastructure.json");
+    assert!(
+        state["droplets"]["hostomatic-web2"]["drained"]["incident"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("hostomatic-web2-")),
+        "{state:#}"
+    );
+
+    // `infra recover` resumes that incident (the drain is not done again), makes the droplet
+    // from the base image and deploys its services from the master's registry.
+    let out = run_ok(&sandbox, &["recover", "hostomatic-web2"]);
+    for want in [
+        "hostomatic-web2: resuming incident hostomatic-web2-",
+        "drain: done already at ",
+        "from the base image",
+    ] {
+        assert!(
+            out.stdout.contains(want) || out.stderr.contains(want),
+            "no `{want}` in:\n{}",
+            describe(&out)
+        );
+    }
+    let rebuilt = named(&sandbox, "hostomatic-web2").await;
+    assert_eq!(rebuilt.len(), 1, "exactly one hostomatic-web2: {rebuilt:?}");
+    assert_ne!(rebuilt[0].0, web2[0].0);
+    assert!(
+        !rebuilt[0].3.starts_with("infra-"),
+        "made from {}",
+        rebuilt[0].3
+    );
+    sandbox.assert_converged(DROPLETS).await;
+    assert_eq!(droplets_answering("/api/"), both);
+    assert_eq!(droplets_answering("/"), both);
+    let containers = sandbox
+        .ssh(&rebuilt[0].2, "docker ps --format '{{.Names}}' | sort")
+        .unwrap();
+    assert_eq!(
+        containers, "hostomatic-uat-backend\nhostomatic-uat-frontend\nhostomatic-uat-worker_email",
+        "deployed again"
+    );
+    eprintln!("{}", describe(&out));
 }
 
 #[test]

@@ -185,6 +185,16 @@ pub enum Command {
         #[arg(long, default_value_t = 1, value_name = "N")]
         batch: u32,
     },
+    /// Rebuild a failed droplet: drain it from nginx, power it off (confirmed), recreate it
+    /// from its newest snapshot, start its services, route nginx to its new address
+    /// (playbooks/recovery.rhai). A healthy droplet is left alone; --dry-run shows the plan
+    Recover {
+        /// The droplet's name, as `infra status` lists it (`hostomatic-web1`, `master`)
+        droplet: String,
+        /// Do not ask before rebuilding the master
+        #[arg(long)]
+        yes: bool,
+    },
     /// List a project-environment's releases: digests, commit, when, and which is live
     Releases {
         project: String,

@@ -26,6 +26,7 @@ pub mod output;
 pub mod plan;
 pub mod platform;
 pub mod project;
+pub mod recovery;
 pub mod remote;
 pub mod report;
 pub mod sandbox;

@@ -42,9 +42,14 @@ pub struct LivePorts {
     pub deployed: HashSet<String>,
 }
 
-/// The nginx context: placement's upstreams with each deployed service's live targets.
+/// The nginx context: placement's upstreams with each deployed service's live targets, less
+/// the droplets recovery has drained (until it restores them).
 pub fn context(loaded: &Loaded, live: &LivePorts) -> Result<NginxContext, BalancerError> {
     let mut context = nginx_context(loaded)?;
+    let drained = loaded.state.drained_droplets();
+    for upstream in &mut context.upstreams {
+        upstream.targets.retain(|t| !drained.contains(&t.droplet));
+    }
     for upstream in &mut context.upstreams {
         if !live.deployed.contains(&upstream.project_env) {
             continue;
@@ -119,7 +124,26 @@ if [ -n "$running" ] && cmp -s "$new" {CONFIG_PATH}; then rm -f "$new"; echo unc
 if ! out=$(nginx -t -q -c "$new" 2>&1); then rm -f "$new"; printf '%s\n' "$out" >&2; exit 3; fi
 [ -f {CONFIG_PATH} ] && cp -p {CONFIG_PATH} {PREVIOUS_PATH}
 mv -f "$new" {CONFIG_PATH}
-if [ -n "$running" ]; then nginx -s reload; echo reloaded
+if [ -n "$running" ]; then
+  master=$(cat /run/nginx.pid)
+  old=$(cat /proc/$master/task/*/children 2>/dev/null)
+  nginx -s reload
+  # The signal returns at once; until the old workers stop accepting, new requests still get
+  # the old targets (a drained, dead droplet among them). Wait for that, 5 s at most.
+  i=0
+  while [ $i -lt 50 ]; do
+    busy=
+    for p in $old; do
+      case "$(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)" in
+        *"shutting down"*) ;;
+        *"worker process"*) busy=1 ;;
+      esac
+    done
+    [ -z "$busy" ] && break
+    sleep 0.1
+    i=$((i + 1))
+  done
+  echo reloaded
 elif [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then systemctl start nginx; echo started
 else nginx; echo started
 fi"#

@@ -7,6 +7,7 @@ mod init;
 mod monitor;
 mod notify;
 mod playbook;
+mod recover;
 mod releases;
 mod render;
 mod sandbox;
@@ -244,6 +245,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             opts.insert("batch".into(), (batch as i64).into());
             playbook::builtin(env, "rollback", args, opts).await
         }
+        Command::Recover { droplet, yes } => recover::run(env, droplet, yes).await,
         Command::Releases {
             project,
             environment,

@@ -148,6 +148,55 @@ impl Deployer {
         Ok(outcome)
     }
 
+    /// Puts `service` of `release` on `droplet` alone, as a deploy would (web: started beside
+    /// whatever is there, gated on its health check, recorded live; workers replaced), the
+    /// service's other droplets untouched: what recovery does on a rebuilt droplet whose
+    /// container is missing. The image comes from the registry when the droplet lacks it.
+    pub async fn deploy_service_on(
+        &self,
+        service: &str,
+        release: &ReleaseRecord,
+        droplet: &str,
+    ) -> Result<(), DeployError> {
+        let targets: Vec<Target> = self
+            .targets()?
+            .into_iter()
+            .filter(|t| t.service == service && t.droplet == droplet)
+            .collect();
+        let Some(first) = targets.first() else {
+            return Err(DeployError::Input(format!(
+                "`{}` has no service `{service}` placed on {droplet}",
+                self.project_env
+            )));
+        };
+        let image = release.images.get(service).ok_or_else(|| {
+            DeployError::Input(format!(
+                "release {} has no image of `{service}`; deploy a new release",
+                release.name
+            ))
+        })?;
+        if self.platform == Platform::Kubernetes {
+            return Err(DeployError::Input(
+                "the kubernetes platform runs no containers on the droplets for infra to restart"
+                    .into(),
+            ));
+        }
+        let reference = self
+            .registry
+            .pull_reference(&image.repository, &image.digest);
+        let secrets = self.secrets()?.swap_remove(service).unwrap_or_default();
+        match first.kind {
+            ServiceKind::Web => {
+                self.roll_web(&targets, release, &image.digest, &reference, &secrets)
+                    .await
+            }
+            ServiceKind::Worker => {
+                self.replace_worker(first, release, &image.digest, &reference, &secrets)
+                    .await
+            }
+        }
+    }
+
     /// Pulls every image of `release` onto every droplet that will run it, all droplets at
     /// once, before anything is replaced: the rollout then starts containers from images
     /// already there, so each droplet spends as little time as possible between old and new.

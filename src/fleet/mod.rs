@@ -1,6 +1,7 @@
 //! The fleet reconciler: the state compared with the cloud ([`refresh`]), droplets brought up
 //! (created, or adopted when a tagged one already exists) and destroyed ([`bring_up`]),
-//! resized ([`resize`]), the firewalls kept in step ([`firewalls`]) and snapshots kept to
+//! resized ([`resize`]), replaced when recovery rebuilds one ([`replace`]), the firewalls kept
+//! in step ([`firewalls`]) and snapshots kept to
 //! their retention ([`snapshots`]). Core code: it knows the cloud client and the project, not
 //! Rhai; the cloud client is reached only through [`Fleet`].
 
@@ -8,6 +9,7 @@ pub mod admin;
 mod bring_up;
 pub mod firewalls;
 pub mod refresh;
+pub mod replace;
 mod resize;
 pub mod snapshots;
 

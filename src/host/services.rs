@@ -55,6 +55,9 @@ pub struct Services {
     refresh: Mutex<Option<Refresh>>,
     /// The deploy locks this run holds, by project-environment, until it ends.
     deploy_locks: Mutex<std::collections::HashMap<String, crate::state::lock::StateLock>>,
+    /// The fence each droplet's recovery steps run under, by droplet, until the run ends: a
+    /// `LocalFence` taken on first use, or one the monitor put here before the run.
+    pub recovery_fences: Mutex<std::collections::HashMap<String, Arc<dyn crate::recovery::Fence>>>,
 }
 
 impl Services {
@@ -75,6 +78,7 @@ impl Services {
             ),
             refresh: Mutex::new(None),
             deploy_locks: Mutex::default(),
+            recovery_fences: Mutex::default(),
         }
     }
 
@@ -104,6 +108,10 @@ impl Services {
     pub(super) fn reset_run(&self) {
         self.refresh.lock().expect("refresh").take();
         self.deploy_locks.lock().expect("deploy locks").clear();
+        self.recovery_fences
+            .lock()
+            .expect("recovery fences")
+            .clear();
         self.fleet.reset();
         self.ssh.reset();
     }

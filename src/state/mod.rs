@@ -425,6 +425,34 @@ impl State {
         Ok(())
     }
 
+    /// Droplets recovery took out of nginx (a `drained` entry in their record), which every
+    /// nginx render leaves out until recovery restores them.
+    pub fn drained_droplets(&self) -> Vec<String> {
+        let Some(droplets) = self
+            .root()
+            .and_then(|r| r.get("droplets"))
+            .and_then(Value::as_object)
+        else {
+            return Vec::new();
+        };
+        droplets
+            .iter()
+            .filter(|(_, d)| d.get("drained").is_some_and(|v| !v.is_null()))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Marks droplet `name` drained (with what recovery says of the drain) or, with `None`,
+    /// routed again.
+    pub fn set_drained(&mut self, name: &str, drained: Option<Value>) -> Result<(), StateError> {
+        let d = self.droplet_entry(name)?;
+        match drained {
+            Some(v) => d.insert("drained".into(), v),
+            None => d.shift_remove("drained"),
+        };
+        Ok(())
+    }
+
     pub fn droplet_id(&self, name: &str) -> Option<u64> {
         self.root()?.get("droplets")?.get(name)?.get("id")?.as_u64()
     }

@@ -58,6 +58,8 @@ pub struct Spec {
     pub projects: IndexMap<String, ProjectSpec>,
     /// Snapshots `infra cleanup` keeps per droplet.
     pub snapshot_retention: Option<u32>,
+    /// Whether the monitors may rebuild the master by themselves (else they only alert).
+    pub auto_recover_master: bool,
 }
 
 /// Environment names end up in container, upstream and namespace names.
@@ -184,6 +186,9 @@ impl Spec {
         spec.snapshot_retention = c
             .opt_integer(map, path, "snapshot_retention", 1, 100)
             .map(|n| n as u32);
+        spec.auto_recover_master = c
+            .opt_bool(map, path, "auto_recover_master")
+            .unwrap_or(false);
         spec.check_generated_names(c, path);
         spec
     }

@@ -19,7 +19,7 @@ use crate::harness::Output;
 use crate::orchestrate::{describe, spawn, Sandbox};
 
 /// Deploys build, push and pull real images: more than an orchestrate.
-const DEPLOY_LIMIT: Duration = Duration::from_secs(900);
+pub(crate) const DEPLOY_LIMIT: Duration = Duration::from_secs(900);
 
 /// Secret values no output, log or file of infra's may contain.
 const UAT_SECRET: &str = "uat-canary-4c1d9e";
@@ -158,14 +158,19 @@ fn get(ip: &str, host: &str, path: &str) -> Result<(u16, String), String> {
 }
 
 /// What the sample app says about itself.
-fn answer(ip: &str, host: &str, path: &str) -> Value {
+pub(crate) fn answer(ip: &str, host: &str, path: &str) -> Value {
     let (status, body) = get(ip, host, path).unwrap_or_else(|e| panic!("GET {host}{path}: {e}"));
     assert_eq!(status, 200, "GET {host}{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {host}{path}: {e}: {body}"))
 }
 
 /// Which (release, droplet) pairs answer `path` over `tries` requests.
-fn answering(ip: &str, host: &str, path: &str, tries: usize) -> BTreeSet<(String, String)> {
+pub(crate) fn answering(
+    ip: &str,
+    host: &str,
+    path: &str,
+    tries: usize,
+) -> BTreeSet<(String, String)> {
     (0..tries)
         .map(|_| {
             let a = answer(ip, host, path);

@@ -11,6 +11,7 @@ mod orchestrate;
 mod playbooks;
 mod ports;
 mod python_clients;
+mod recover;
 mod refresh;
 mod remote;
 mod sandbox;

@@ -94,6 +94,16 @@ pub const NATIVES: &[(&str, &str)] = &[
     ("project_droplets", "project_droplets(project, env): the droplets the project-environment's services run on."),
     ("platform_of", "platform_of(project): docker, podman or kubernetes."),
     ("install_monitors", "install_monitors() or install_monitors(droplet or [droplets]): puts the self-healing monitor on droplets (binary, configs, playbooks, keys, secrets 0600, a supervisor) and starts it; droplets already up to date are left alone. [{droplet, outcome, binary_uploaded}]."),
+    // recovery
+    ("inspect_droplet", "inspect_droplet(droplet): looks without changing anything: the cloud's status, SSH, each service; #{cloud, locked, answers, services, healthy, drained, incident, fenced, power_cycled}."),
+    ("check_droplet", "check_droplet(droplet): inspect_droplet, and a droplet that is off or does not answer is power-cycled, once per incident."),
+    ("drain_droplet", "drain_droplet(droplet): nginx stops routing to it (kept out of every render until restored); #{drained, newly, sole}: upstreams it was the only target of answer 502."),
+    ("restore_droplet", "restore_droplet(droplet): nginx routes to it again, at the address the state has, and the incident is closed; whether it was drained."),
+    ("fence_droplet", "fence_droplet(droplet): powers it off and waits until the cloud confirms it is off, before anything replaces it."),
+    ("recreate_droplet", "recreate_droplet(droplet): a fenced droplet's replacement from its newest snapshot (or the base image), adopted by the incident's tag if a run made it already; the state gets its id and address, the original is destroyed; #{id, ip, outcome, image}."),
+    ("start_services", "start_services(droplet): its containers running and healthy: started, or deployed again from the master's registry when missing; one #{service, how, release} each."),
+    ("recovery_incident", "recovery_incident(droplet): the open recovery incident from the checkpoint (#{id, done, ...}), or ()."),
+    ("auto_recover_master", "auto_recover_master(): whether the monitors may rebuild the master by themselves (infrastructure_spec.auto_recover_master)."),
 ];
 
 /// The documentation of `name`, if it has one.

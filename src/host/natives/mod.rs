@@ -9,6 +9,7 @@ pub mod docs;
 mod monitor;
 mod notify;
 mod plan;
+mod recovery;
 mod remote;
 mod state;
 mod template;
@@ -29,6 +30,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     notify::register(engine, ctx);
     state::register(engine, ctx);
     plan::register(engine, ctx);
+    recovery::register(engine, ctx);
     remote::register(engine, ctx);
     template::register(engine, ctx);
 }

@@ -405,26 +405,57 @@ fn step_name(step: Step) -> &'static str {
 /// recovery.rhai, compiled, reloaded when it changes.
 #[derive(Clone)]
 pub struct Playbook {
+    /// Compiles edits; each step runs in a host of its own (a run resets its host's state,
+    /// which must not cut into another droplet's step running meanwhile).
     host: Arc<crate::host::Host>,
     compiled: Arc<Mutex<Option<crate::host::Compiled>>>,
+    project: Project,
+    command: String,
+}
+
+/// The monitor's epoch as a recovery fence: a step's side effects go ahead only while this
+/// monitor holds the lease for exactly that epoch.
+struct EpochFence {
+    fence: super::protocol::Fence,
+    epoch: u64,
+}
+
+impl crate::recovery::Fence for EpochFence {
+    fn permits(&self) -> Result<u64, crate::recovery::FenceRefused> {
+        if self.fence.permits(self.epoch) {
+            Ok(self.epoch)
+        } else {
+            Err(crate::recovery::FenceRefused::new(format!(
+                "epoch {} is no longer this monitor's: another monitor coordinates now, or this one lost its majority",
+                self.epoch
+            )))
+        }
+    }
+}
+
+fn host_for(project: &Project, command: &str) -> crate::host::Host {
+    let ctx = crate::host::Context::new(
+        project.clone(),
+        crate::host::RunOptions {
+            dry_run: false,
+            json: false,
+            offline: false,
+            command: command.to_string(),
+            lock_timeout: Duration::from_secs(60),
+        },
+        Arc::new(AtomicBool::new(false)),
+    );
+    crate::host::Host::new(Arc::new(ctx))
 }
 
 impl Playbook {
     fn start(monitor: Monitor) -> Playbook {
-        let ctx = crate::host::Context::new(
-            monitor.project().clone(),
-            crate::host::RunOptions {
-                dry_run: false,
-                json: false,
-                offline: false,
-                command: format!("monitor {}", monitor.droplet()),
-                lock_timeout: Duration::from_secs(60),
-            },
-            Arc::new(AtomicBool::new(false)),
-        );
+        let command = format!("infra monitor {}", monitor.droplet());
         let playbook = Playbook {
-            host: Arc::new(crate::host::Host::new(Arc::new(ctx))),
+            host: Arc::new(host_for(monitor.project(), &command)),
             compiled: Arc::new(Mutex::new(None)),
+            project: monitor.project().clone(),
+            command,
         };
         playbook.load(&monitor);
         let watcher = playbook.clone();
@@ -478,21 +509,34 @@ impl Playbook {
         monitor.publish(BusEvent::PlaybookRejected(error));
     }
 
-    /// Runs one step: `<step>(target)` in recovery.rhai, on a blocking thread (natives block).
-    async fn run(&self, request: &StepRequest) -> Result<(), String> {
+    /// Runs one step as `infra recover TARGET STEP` would, under the node's fence for the
+    /// request's epoch, on a blocking thread (natives block). `yes`: the monitors' verdict is
+    /// the consent a rebuild of the master asks for (given only with auto_recover_master).
+    async fn run(&self, request: &StepRequest, fence: super::protocol::Fence) -> Result<(), String> {
         let compiled = self
             .compiled
             .lock()
             .expect("playbook")
             .clone()
             .ok_or_else(|| format!("{RECOVERY_PLAYBOOK} is not loaded"))?;
-        let host = self.host.clone();
-        let name = step_name(request.step);
-        let target = request.target.clone();
+        let host = host_for(&self.project, &self.command);
+        host.ctx
+            .services
+            .recovery_fences
+            .lock()
+            .expect("recovery fences")
+            .insert(
+                request.target.clone(),
+                Arc::new(EpochFence {
+                    fence,
+                    epoch: request.epoch,
+                }),
+            );
+        let args = vec![request.target.clone(), step_name(request.step).to_string()];
         tokio::task::spawn_blocking(move || {
-            host.call(&compiled, name, vec![rhai::Dynamic::from(target)])
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            let mut opts = indexmap::IndexMap::new();
+            opts.insert("yes".to_string(), rhai::Dynamic::TRUE);
+            host.run(&compiled, &args, &opts).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| format!("the step stopped: {e}"))?
@@ -546,7 +590,7 @@ async fn respond(
                 let outcome = if fence.permits(request.epoch) {
                     monitor.publish(BusEvent::StepStarted(request.clone()));
                     record_step(&monitor, &request, None);
-                    playbook.run(&request).await
+                    playbook.run(&request, fence.clone()).await
                 } else {
                     Err(format!(
                         "epoch {} is no longer this monitor's to act on; the step was not run",

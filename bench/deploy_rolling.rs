@@ -216,6 +216,7 @@ fn main() {
     let dir = dir.path();
     let _down = sandbox_down::Down(dir);
     infra(dir, &["init"]);
+    without_monitors(dir);
     // The sample app as its own repository, which the default deployment config describes.
     let app = dir.join("app");
     std::fs::create_dir_all(&app).unwrap();
@@ -333,4 +334,14 @@ fn main() {
         no_change[no_change.len() / 2],
         no_change.len()
     );
+}
+
+/// Turns the self-healing monitors off in the project's spec: this benchmark measures
+/// without them (bench/monitor_fleet.rs measures the monitors).
+fn without_monitors(dir: &Path) {
+    let path = dir.join("config/infrastructure.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    state["infrastructure_spec"]["monitors"] = false.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
 }

@@ -68,6 +68,7 @@ fn main() {
     // Whatever happens, no sandbox is left running.
     let _down = sandbox_down::Down(dir);
     infra(dir, &["init"]);
+    without_monitors(dir);
     let initial = std::fs::read(dir.join("config/infrastructure.json")).unwrap();
     let (mut total, mut api, mut boot, mut own, mut per_droplet) =
         (vec![], vec![], vec![], vec![], vec![]);
@@ -146,4 +147,14 @@ fn main() {
         rounds * reruns_each,
         median(reruns)
     );
+}
+
+/// Turns the self-healing monitors off in the project's spec: this benchmark measures
+/// without them (bench/monitor_fleet.rs measures the monitors).
+fn without_monitors(dir: &Path) {
+    let path = dir.join("config/infrastructure.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    state["infrastructure_spec"]["monitors"] = false.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
 }

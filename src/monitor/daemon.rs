@@ -177,6 +177,10 @@ pub fn setup(project: &Project, droplet: &str, listen: Option<SocketAddr>) -> Re
         .iter()
         .find(|(_, d)| d.role == "master")
         .map(|(n, _)| n.clone());
+    config.auto_recover_master = loaded.spec.auto_recover_master;
+    if let Some(seconds) = loaded.spec.recover_after {
+        config.recover_after = seconds * 1000;
+    }
     let keys = Keyring::new(droplet.to_string(), own, peers);
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], MONITOR_PORT)));
     Ok((

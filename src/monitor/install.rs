@@ -404,6 +404,12 @@ impl Installer {
 
     /// Installs on every droplet of `only` (every droplet with an address when empty).
     pub async fn install(&self, only: &[String]) -> Result<Vec<Installed>, InstallError> {
+        if !self.loaded.spec.monitors {
+            tracing::info!(
+                "monitors are off (\"monitors\": false in infrastructure_spec): none installed"
+            );
+            return Ok(Vec::new());
+        }
         let all = monitored_droplets(&self.loaded);
         let hosts: Vec<Host> = if only.is_empty() {
             all.clone()

@@ -28,6 +28,7 @@ pub const SPEC_KEYS: &[&str] = &[
     "snapshot_after_deploy",
     "recover_after",
     "auto_recover_master",
+    "monitors",
 ];
 
 /// Keys of a droplet under `infrastructure_spec.droplets`.
@@ -60,6 +61,10 @@ pub struct Spec {
     pub snapshot_retention: Option<u32>,
     /// Whether the monitors may rebuild the master by themselves (else they only alert).
     pub auto_recover_master: bool,
+    /// Whether orchestrate and deploys install the self-healing monitors (default true).
+    pub monitors: bool,
+    /// Seconds from a verdict to rebuilding the droplet (default 90).
+    pub recover_after: Option<u64>,
 }
 
 /// Environment names end up in container, upstream and namespace names.
@@ -186,6 +191,10 @@ impl Spec {
         spec.snapshot_retention = c
             .opt_integer(map, path, "snapshot_retention", 1, 100)
             .map(|n| n as u32);
+        spec.monitors = c.opt_bool(map, path, "monitors").unwrap_or(true);
+        spec.recover_after = c
+            .opt_integer(map, path, "recover_after", 45, 86_400)
+            .map(|n| n as u64);
         spec.auto_recover_master = c
             .opt_bool(map, path, "auto_recover_master")
             .unwrap_or(false);

@@ -52,10 +52,24 @@ pub(crate) struct Sandbox {
 impl Sandbox {
     /// `None` when the tools are missing and the test is skipped.
     pub(crate) fn up(args: &[&str]) -> Option<Sandbox> {
+        Sandbox::up_monitored(args, false)
+    }
+
+    /// [`Sandbox::up`], with the self-healing monitors installed by orchestrate and deploys
+    /// when `monitors` (the other tests keep them off: monitors would act on the droplets
+    /// those tests power off or destroy on purpose).
+    pub(crate) fn up_monitored(args: &[&str], monitors: bool) -> Option<Sandbox> {
         if !crate::harness::docker_tests_can_run() {
             return None;
         }
-        let test = Test::init();
+        let mut test = Test::init();
+        if !monitors {
+            test = test.edit(
+                "config/infrastructure.json",
+                "\"infrastructure_spec\": {",
+                "\"infrastructure_spec\": {\n    \"monitors\": false,",
+            );
+        }
         let mut command = vec!["sandbox", "up"];
         command.extend(args);
         let out = run(&test, &command, &[]);

@@ -110,6 +110,14 @@ impl Monitor {
     }
 }
 
+/// The droplet this process monitors, when it is a monitor (natives that act on the fleet
+/// leave their own droplet out).
+pub fn running_as() -> Option<String> {
+    RUNNING_AS.get().cloned()
+}
+
+static RUNNING_AS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -197,6 +205,7 @@ pub fn setup(project: &Project, droplet: &str, listen: Option<SocketAddr>) -> Re
 /// Runs the monitor until interrupted.
 pub async fn run(project: Project, droplet: String, listen: Option<SocketAddr>) -> Result<(), DaemonError> {
     let (setup, loaded) = setup(&project, &droplet, listen)?;
+    let _ = RUNNING_AS.set(droplet.clone());
     let loaded = Arc::new(loaded);
     let socket = UdpSocket::bind(setup.listen)
         .await
@@ -236,6 +245,7 @@ pub async fn run(project: Project, droplet: String, listen: Option<SocketAddr>) 
     let playbook = Playbook::start(monitor.clone());
     tokio::spawn(respond(monitor.clone(), playbook, node.fence(), steps_rx, done_tx));
     tokio::spawn(write_reports(monitor.clone()));
+    tokio::spawn(restart_on_new_state(monitor.clone()));
     tokio::spawn(log_events(monitor.clone()));
     tokio::spawn(super::alerts::run(monitor.clone(), loaded.clone()));
     tokio::spawn(super::local::run(monitor.clone(), loaded.clone()));
@@ -651,6 +661,29 @@ fn record_step(monitor: &Monitor, request: &StepRequest, outcome: Option<&Result
             }
         }
     });
+}
+
+/// A new state (pushed by a coordinator after a recovery, or by an install): the monitor
+/// stops, and its supervisor starts it again at once with the new fleet (its incarnation and
+/// the epochs it saw are saved, so nothing is reused).
+async fn restart_on_new_state(monitor: Monitor) {
+    let path = monitor.project().state_path();
+    let seen = modified(&path);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut stepping = false;
+        monitor.update_report(|r| stepping = r.steps.iter().any(|s| s.finished_at.is_none()));
+        // A step of this monitor's may be what changed it: it finishes first.
+        if modified(&path) != seen && !stepping {
+            tracing::info!(
+                "{} changed: restarting with the new fleet",
+                monitor.project().display(&path)
+            );
+            // Give the reporter and the persisted state a moment to be written.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            std::process::exit(0);
+        }
+    }
 }
 
 /// The reporter: the status file, every second.

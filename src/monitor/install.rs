@@ -595,6 +595,37 @@ async fn install_one(
     })
 }
 
+/// Writes `state` as the monitor's state file on each of `hosts` that has a monitor; a droplet
+/// that cannot be reached is told in the result, not an error (it gets the state with the next
+/// install). The droplets' names that took it.
+pub async fn share_state(pool: &Pool, hosts: &[Host], state: &[u8]) -> Vec<String> {
+    let path = format!("{REMOTE_ROOT}/config/infrastructure.json");
+    let results = pool
+        .fan_out(hosts, hosts.len().max(1), |session| {
+            let path = path.clone();
+            async move {
+                let has = session
+                    .exec(&format!("test -d {REMOTE_ROOT}/config"))
+                    .await?
+                    .success();
+                if has {
+                    session.upload(&path, state, 0o644).await?;
+                }
+                Ok::<_, RemoteError>(has)
+            }
+        })
+        .await;
+    let mut took = Vec::new();
+    for (host, result) in results {
+        match result {
+            Ok(true) => took.push(host.name),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{}: the state was not shared: {e}", host.name),
+        }
+    }
+    took
+}
+
 /// Base64 (standard alphabet, padded) for the bundle script; a dozen lines instead of a crate.
 mod base64_lite {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -93,6 +93,7 @@ pub const NATIVES: &[(&str, &str)] = &[
     ("snapshot_after_deploy", "snapshot_after_deploy(project, env): whether deploys end with snapshots (default: prod only)."),
     ("project_droplets", "project_droplets(project, env): the droplets the project-environment's services run on."),
     ("platform_of", "platform_of(project): docker, podman or kubernetes."),
+    ("share_state", "share_state(): copies the state file to every droplet's monitor (where one runs), which restarts with it: after a recovery, all monitors probe the new address. The droplets that took it."),
     ("install_monitors", "install_monitors() or install_monitors(droplet or [droplets]): puts the self-healing monitor on droplets (binary, configs, playbooks, keys, secrets 0600, a supervisor) and starts it; droplets already up to date are left alone. [{droplet, outcome, binary_uploaded}]."),
     // recovery
     ("inspect_droplet", "inspect_droplet(droplet): looks without changing anything: the cloud's status, SSH, each service; #{cloud, locked, answers, services, healthy, drained, incident, fenced, power_cycled}."),

@@ -26,7 +26,30 @@ fn install(ctx: &Context, only: Vec<String>) -> Result<Array, Box<EvalAltResult>
     installed.iter().map(to_dynamic).collect()
 }
 
+/// Copies this project's state file to every droplet's monitor (where one is installed), so
+/// the monitors probe the fleet as it is now; each restarts with it.
+fn share_state(ctx: &Context) -> Result<Array, Box<EvalAltResult>> {
+    let loaded = ctx.loaded()?;
+    if ctx.dry_run() {
+        return Ok(Array::new());
+    }
+    let pool = ctx.ssh_pool()?;
+    let text = std::fs::read(ctx.project.state_path())
+        .map_err(|e| located(format!("cannot read the state: {e}"), false))?;
+    let me = crate::monitor::daemon::running_as();
+    let hosts: Vec<_> = crate::monitor::install::monitored_droplets(&loaded)
+        .into_iter()
+        .filter(|h| Some(&h.name) != me.as_ref())
+        .collect();
+    let results = ctx.block_on(crate::monitor::install::share_state(&pool, &hosts, &text))?;
+    Ok(results.into_iter().map(Dynamic::from).collect())
+}
+
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = ctx.clone();
+    engine.register_fn("share_state", move || -> Result<Array, Box<EvalAltResult>> {
+        share_state(&c)
+    });
     let c = ctx.clone();
     engine.register_fn(
         "install_monitors",

@@ -16,6 +16,7 @@ mod refresh;
 mod remote;
 mod sandbox;
 mod seed_examples;
+mod self_healing;
 mod state_lock;
 mod templates;
 mod watch;

@@ -67,7 +67,8 @@ if mode != "none":
         kwargs.update(ssl_context=context)
 if user and password:
     kwargs.update(authenticator=authenticator, auth_required=True)
-controller = Controller(Handler(), hostname="127.0.0.1", port=port, **kwargs)
+host = os.environ.get("SMTP_TEST_HOST", "127.0.0.1")
+controller = Controller(Handler(), hostname=host, port=port, **kwargs)
 controller.start()
 print("ready", flush=True)
 sys.stdin.read()
@@ -76,7 +77,7 @@ controller.stop()
 
 /// A python that can import aiosmtpd, or `None` (with a notice) when there is none. Under
 /// `INFRA_REQUIRE_TOOLS=1` a missing aiosmtpd fails the test instead.
-fn aiosmtpd_python() -> Option<&'static str> {
+pub(crate) fn aiosmtpd_python() -> Option<&'static str> {
     for python in PYTHONS {
         let works = Command::new(python)
             .args(["-c", "import aiosmtpd.controller"])
@@ -123,7 +124,7 @@ fn certificates(dir: &Path) {
 }
 
 /// aiosmtpd on a free loopback port, stopped when dropped.
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     child: Child,
     port: u16,
     mailbox: tempfile::TempDir,
@@ -134,6 +135,17 @@ impl SmtpServer {
     /// `auth`, when given, is the only user and password the server accepts.
     fn start(
         python: &str,
+        mode: &str,
+        tls_dir: Option<&Path>,
+        auth: Option<(&str, &str)>,
+    ) -> SmtpServer {
+        SmtpServer::start_on(python, "127.0.0.1", mode, tls_dir, auth)
+    }
+
+    /// [`SmtpServer::start`] on `host` (the sandbox droplets' gateway, for their monitors).
+    pub(crate) fn start_on(
+        python: &str,
+        host: &str,
         mode: &str,
         tls_dir: Option<&Path>,
         auth: Option<(&str, &str)>,
@@ -161,6 +173,7 @@ impl SmtpServer {
                 .env("SMTP_TEST_PASSWORD", password);
         }
         let mut child = command
+            .env("SMTP_TEST_HOST", host)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(mailbox.path().join("server.log")).expect("log"))
@@ -186,8 +199,12 @@ impl SmtpServer {
         }
     }
 
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The messages received so far, in order.
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         let dir = self.mailbox.path().join("messages");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .expect("messages dir")

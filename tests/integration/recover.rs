@@ -13,12 +13,12 @@ use crate::deploy::{answering, sample_repo, DEPLOY_LIMIT};
 use crate::harness::{Output, Test};
 use crate::orchestrate::{describe, spawn, Sandbox};
 
-const SECRETS: &[(&str, &str)] = &[("HOSTOMATIC_UAT_DB_PASSWORD", "uat-canary-5e0f1a")];
+pub(crate) const SECRETS: &[(&str, &str)] = &[("HOSTOMATIC_UAT_DB_PASSWORD", "uat-canary-5e0f1a")];
 const DROPLETS: &[&str] = &["master", "hostomatic-web1", "hostomatic-web2"];
-const UAT: &str = "uat.hostomatic.internal";
+pub(crate) const UAT: &str = "uat.hostomatic.internal";
 
 /// hostomatic's two web services and a worker, built from `repo`.
-fn deployment_config(repo: &std::path::Path) -> String {
+pub(crate) fn deployment_config(repo: &std::path::Path) -> String {
     format!(
         r#"{{
   "deployment_platform": "docker",
@@ -40,7 +40,7 @@ fn run(sandbox: &Sandbox, args: &[&str]) -> Output {
     spawn(&sandbox.test, args, SECRETS).finish_within(DEPLOY_LIMIT)
 }
 
-fn run_ok(sandbox: &Sandbox, args: &[&str]) -> Output {
+pub(crate) fn run_ok(sandbox: &Sandbox, args: &[&str]) -> Output {
     let out = run(sandbox, args);
     assert_eq!(out.code, 0, "{}", describe(&out));
     out
@@ -54,7 +54,7 @@ fn events(out: &Output) -> Vec<Value> {
 }
 
 /// The droplets in the cloud named `name`: (id, status, IP, image name).
-async fn named(sandbox: &Sandbox, name: &str) -> Vec<(u64, String, String, String)> {
+pub(crate) async fn named(sandbox: &Sandbox, name: &str) -> Vec<(u64, String, String, String)> {
     sandbox
         .client()
         .list_droplets(None)

@@ -135,8 +135,14 @@ fn usage(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
     (rss, ticks)
 }
 
@@ -169,9 +175,8 @@ fn main() {
     let keys: Vec<ed25519_dalek::SigningKey> = (0..N)
         .map(|_| ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng))
         .collect();
-    let public: BTreeMap<String, ed25519_dalek::VerifyingKey> = (0..N)
-        .map(|i| (name(i), keys[i].verifying_key()))
-        .collect();
+    let public: BTreeMap<String, ed25519_dalek::VerifyingKey> =
+        (0..N).map(|i| (name(i), keys[i].verifying_key())).collect();
     let mut dirs = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let dir = root.join(name(i));
@@ -188,7 +193,8 @@ fn main() {
         dirs.push(dir);
     }
     let (send, lines): (Sender<_>, Receiver<_>) = channel();
-    let mut monitors: BTreeMap<usize, Monitor> = (0..N).map(|i| (i, start(i, &dirs[i], &send))).collect();
+    let mut monitors: BTreeMap<usize, Monitor> =
+        (0..N).map(|i| (i, start(i, &dirs[i], &send))).collect();
     wait_all_alive(&monitors, Duration::from_secs(60));
 
     // Steady state.
@@ -251,10 +257,26 @@ fn main() {
     println!("monitor_fleet: {N} monitors on loopback, release build, {window:?} steady state, {rounds} kill rounds");
     println!("| measure (per monitor) | median | max | goal |");
     println!("|---|---|---|---|");
-    println!("| resident memory (MB) | {:.1} | {:.1} | <= 20 |", median(rss.clone()), max(&rss));
-    println!("| CPU (% of one core) | {:.2} | {:.2} | < 1 |", median(cpu.clone()), max(&cpu));
-    println!("| datagrams/s (in + out) | {:.0} | {:.0} | |", median(datagrams.clone()), max(&datagrams));
-    println!("| bytes/s (in + out) | {:.0} | {:.0} | |", median(bytes.clone()), max(&bytes));
+    println!(
+        "| resident memory (MB) | {:.1} | {:.1} | <= 20 |",
+        median(rss.clone()),
+        max(&rss)
+    );
+    println!(
+        "| CPU (% of one core) | {:.2} | {:.2} | < 1 |",
+        median(cpu.clone()),
+        max(&cpu)
+    );
+    println!(
+        "| datagrams/s (in + out) | {:.0} | {:.0} | |",
+        median(datagrams.clone()),
+        max(&datagrams)
+    );
+    println!(
+        "| bytes/s (in + out) | {:.0} | {:.0} | |",
+        median(bytes.clone()),
+        max(&bytes)
+    );
     let mut sorted = latencies.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(

@@ -223,9 +223,7 @@ pub enum Command {
     },
     /// Install (or update) the monitor on droplets, and start it: what `orchestrate` and the
     /// deploys do at their end. Every droplet when none is named.
-    InstallMonitors {
-        droplets: Vec<String>,
-    },
+    InstallMonitors { droplets: Vec<String> },
     /// Alerts by email and SMS, as config/email_config.json and config/sms_config.json say.
     Notify {
         #[command(subcommand)]

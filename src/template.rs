@@ -1284,7 +1284,7 @@ fn preview_event(
             })
         }
         ContextKind::FailureAlert => EmailEvent::FailureAlert(FailureAlert {
-                action: None,
+            action: None,
             reported_by: loaded.state.monitored_by(&about),
             droplet: about,
             ip,

@@ -18,11 +18,7 @@ pub async fn run(env: &Env, droplet: &str, listen: Option<SocketAddr>) -> Outcom
 }
 
 pub async fn install(env: &Env, droplets: &[String]) -> Outcome {
-    let ctx = Context::new(
-        env.project.clone(),
-        env.options.clone(),
-        env.cancel.clone(),
-    );
+    let ctx = Context::new(env.project.clone(), env.options.clone(), env.cancel.clone());
     let loaded = ctx.loaded().map_err(|e| Failure::input(e.to_string()))?;
     let pool = ctx.ssh_pool().map_err(|e| Failure::flow(e.to_string()))?;
     let installer = Installer::new(
@@ -42,7 +38,10 @@ pub async fn install(env: &Env, droplets: &[String]) -> Outcome {
     if env.options.json {
         crate::output::line(&serde_json::to_string(&installed).unwrap_or_default());
     } else if !env.options.dry_run {
-        let unchanged = installed.iter().filter(|i| i.outcome == "unchanged").count();
+        let unchanged = installed
+            .iter()
+            .filter(|i| i.outcome == "unchanged")
+            .count();
         if unchanged > 0 {
             crate::output::line(&format!(
                 "{unchanged} monitor(s) already up to date and running"

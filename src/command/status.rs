@@ -424,7 +424,11 @@ fn render_monitors(seen: &[crate::monitor::status::Seen]) -> String {
         out.push_str(&format!(
             "  {}: reported {age} s ago{}\n",
             s.droplet,
-            if age > 10 { " (STALE: is the monitor running?)" } else { "" }
+            if age > 10 {
+                " (STALE: is the monitor running?)"
+            } else {
+                ""
+            }
         ));
         out.push_str(&crate::monitor::status::describe(report, "    "));
     }

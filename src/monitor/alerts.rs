@@ -78,7 +78,10 @@ pub async fn run(monitor: Monitor, loaded: Arc<Loaded>) {
 }
 
 async fn send(monitor: &Monitor, notifier: &Notifier, loaded: &Loaded, request: AlertRequest) {
-    let what = format!("{} {} ({})", request.kind, request.droplet, request.incident);
+    let what = format!(
+        "{} {} ({})",
+        request.kind, request.droplet, request.incident
+    );
     let alert = match request.into_alert(loaded) {
         Ok(alert) => alert,
         Err(e) => {

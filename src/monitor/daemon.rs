@@ -139,17 +139,26 @@ fn monitor_file(project: &Project, name: &str) -> PathBuf {
 }
 
 /// Reads the state, the configs and the keys; checks that `droplet` is in the fleet.
-pub fn setup(project: &Project, droplet: &str, listen: Option<SocketAddr>) -> Result<(Setup, Loaded), DaemonError> {
+pub fn setup(
+    project: &Project,
+    droplet: &str,
+    listen: Option<SocketAddr>,
+) -> Result<(Setup, Loaded), DaemonError> {
     let path = project.state_path();
     let state = State::load(&path, &project.display(&path))
         .map_err(|e| DaemonError::Input(e.to_string()))?;
-    let loaded = crate::config::load(project, state)
-        .map_err(|e| DaemonError::Input(e.to_string()))?;
+    let loaded =
+        crate::config::load(project, state).map_err(|e| DaemonError::Input(e.to_string()))?;
     let runtime = &loaded.runtime;
     let Some(me) = runtime.droplets.get(droplet) else {
         return Err(DaemonError::Input(format!(
             "droplet `{droplet}` is not in the state; monitors run on the fleet's droplets ({})",
-            runtime.droplets.keys().cloned().collect::<Vec<_>>().join(", ")
+            runtime
+                .droplets
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     };
     let mut addresses = BTreeMap::new();
@@ -169,8 +178,11 @@ pub fn setup(project: &Project, droplet: &str, listen: Option<SocketAddr>) -> Re
     } else {
         me.monitors.clone()
     };
-    let own = keys::read_secret(&monitor_file(project, OWN_KEY_FILE))
-        .map_err(|e| DaemonError::Input(format!("{e} (installed by `infra orchestrate` or a deploy)")))?;
+    let own = keys::read_secret(&monitor_file(project, OWN_KEY_FILE)).map_err(|e| {
+        DaemonError::Input(format!(
+            "{e} (installed by `infra orchestrate` or a deploy)"
+        ))
+    })?;
     let peers = keys::read_peers(&monitor_file(project, PEERS_FILE))
         .map_err(|e| DaemonError::Input(e.to_string()))?;
     if let Some(missing) = cluster.iter().find(|n| !peers.contains_key(*n)) {
@@ -203,7 +215,11 @@ pub fn setup(project: &Project, droplet: &str, listen: Option<SocketAddr>) -> Re
 }
 
 /// Runs the monitor until interrupted.
-pub async fn run(project: Project, droplet: String, listen: Option<SocketAddr>) -> Result<(), DaemonError> {
+pub async fn run(
+    project: Project,
+    droplet: String,
+    listen: Option<SocketAddr>,
+) -> Result<(), DaemonError> {
     let (setup, loaded) = setup(&project, &droplet, listen)?;
     let _ = RUNNING_AS.set(droplet.clone());
     let loaded = Arc::new(loaded);
@@ -243,7 +259,13 @@ pub async fn run(project: Project, droplet: String, listen: Option<SocketAddr>) 
     let (steps_tx, steps_rx) = mpsc::unbounded_channel::<StepRequest>();
     let (done_tx, done_rx) = mpsc::unbounded_channel::<(StepRequest, Result<(), String>)>();
     let playbook = Playbook::start(monitor.clone());
-    tokio::spawn(respond(monitor.clone(), playbook, node.fence(), steps_rx, done_tx));
+    tokio::spawn(respond(
+        monitor.clone(),
+        playbook,
+        node.fence(),
+        steps_rx,
+        done_tx,
+    ));
     tokio::spawn(write_reports(monitor.clone()));
     tokio::spawn(restart_on_new_state(monitor.clone()));
     tokio::spawn(log_events(monitor.clone()));
@@ -320,7 +342,8 @@ async fn probe(
             let view = serde_json::to_value(node.status(monitor.now())).unwrap_or_default();
             monitor.update_report(|r| r.protocol = view);
             // Never reuse an incarnation or promise an epoch twice across restarts.
-            let persisted = serde_json::to_string(&node.crash_restart_safe_state()).unwrap_or_default();
+            let persisted =
+                serde_json::to_string(&node.crash_restart_safe_state()).unwrap_or_default();
             if last_persisted.as_deref() != Some(persisted.as_str()) {
                 if let Err(e) = crate::atomic_file::write(&persisted_path, persisted.as_bytes()) {
                     tracing::warn!("cannot save {}: {e}", persisted_path.display());
@@ -383,7 +406,8 @@ async fn alert_rejected_playbooks(monitor: Monitor) {
                     monitor.update_report(|r| {
                         lower = r.protocol["peers"].as_array().is_some_and(|peers| {
                             peers.iter().any(|p| {
-                                p["state"] == "alive" && p["name"].as_str().is_some_and(|n| n < me.as_str())
+                                p["state"] == "alive"
+                                    && p["name"].as_str().is_some_and(|n| n < me.as_str())
                             })
                         })
                     });
@@ -526,7 +550,11 @@ impl Playbook {
     /// Runs one step as `infra recover TARGET STEP` would, under the node's fence for the
     /// request's epoch, on a blocking thread (natives block). `yes`: the monitors' verdict is
     /// the consent a rebuild of the master asks for (given only with auto_recover_master).
-    async fn run(&self, request: &StepRequest, fence: super::protocol::Fence) -> Result<(), String> {
+    async fn run(
+        &self,
+        request: &StepRequest,
+        fence: super::protocol::Fence,
+    ) -> Result<(), String> {
         let compiled = self
             .compiled
             .lock()
@@ -578,7 +606,12 @@ async fn respond(
             .entry(request.target.clone())
             .or_default()
             .push_back(request.clone());
-        if running.lock().expect("running").insert(request.target.clone(), ()).is_some() {
+        if running
+            .lock()
+            .expect("running")
+            .insert(request.target.clone(), ())
+            .is_some()
+        {
             continue;
         }
         let (monitor, playbook, fence, done, running, queued) = (

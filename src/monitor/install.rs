@@ -233,7 +233,10 @@ pub fn bundle(
         }
     }
     let infra = project.infra_dir();
-    for (name, mode) in [("infrastructure_key", 0o600), ("infrastructure_key.pub", 0o644)] {
+    for (name, mode) in [
+        ("infrastructure_key", 0o600),
+        ("infrastructure_key.pub", 0o644),
+    ] {
         if let Some(contents) = read_optional(&infra.join(name))? {
             files.push(BundleFile {
                 path: format!("config/.infra/{name}"),
@@ -242,7 +245,11 @@ pub fn bundle(
             });
         }
     }
-    files_under(&infra.join("releases"), "config/.infra/releases", &mut files)?;
+    files_under(
+        &infra.join("releases"),
+        "config/.infra/releases",
+        &mut files,
+    )?;
     for dir in ["playbooks", "stdlib", "templates"] {
         files_under(&project.root.join(dir), dir, &mut files)?;
     }
@@ -302,7 +309,10 @@ pub fn bundle_script(bundle: &Bundle, digest: &str) -> String {
     for d in &dirs {
         let _ = writeln!(s, "mkdir -p {}", single_quoted(d));
     }
-    let _ = writeln!(s, "chmod 755 {REMOTE_ROOT} {REMOTE_ROOT}/config 2>/dev/null || true");
+    let _ = writeln!(
+        s,
+        "chmod 755 {REMOTE_ROOT} {REMOTE_ROOT}/config 2>/dev/null || true"
+    );
     let mut write = |path: &str, contents: &[u8], mode: u32| {
         let target = single_quoted(path);
         let _ = writeln!(s, "base64 -d >{target}.new <<'INFRA_BUNDLE_END'");
@@ -310,7 +320,10 @@ pub fn bundle_script(bundle: &Bundle, digest: &str) -> String {
             s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
             s.push('\n');
         }
-        let _ = writeln!(s, "INFRA_BUNDLE_END\nchmod {mode:o} {target}.new && mv -f {target}.new {target}");
+        let _ = writeln!(
+            s,
+            "INFRA_BUNDLE_END\nchmod {mode:o} {target}.new && mv -f {target}.new {target}"
+        );
     };
     for f in &bundle.files {
         write(&format!("{REMOTE_ROOT}/{}", f.path), &f.contents, f.mode);
@@ -322,7 +335,11 @@ pub fn bundle_script(bundle: &Bundle, digest: &str) -> String {
         let _ = writeln!(systemd_env, "{k}={}", v.replace('\n', " "));
     }
     write(REMOTE_ENV, env.as_bytes(), 0o600);
-    write(&format!("{REMOTE_ENV}.systemd"), systemd_env.as_bytes(), 0o600);
+    write(
+        &format!("{REMOTE_ENV}.systemd"),
+        systemd_env.as_bytes(),
+        0o600,
+    );
     write(SUPERVISOR, SUPERVISOR_SCRIPT.as_bytes(), 0o755);
     write(
         &format!("{REMOTE_ROOT}/{BUNDLE_DIGEST}"),
@@ -470,9 +487,7 @@ impl Installer {
                 let bundle = &bundles[&session.host().name];
                 let binary = &binary;
                 let binary_digest = &binary_digest;
-                async move {
-                    install_one(&session, bundle, binary, binary_digest).await
-                }
+                async move { install_one(&session, bundle, binary, binary_digest).await }
             })
             .await;
         let mut out = Vec::new();
@@ -565,7 +580,11 @@ async fn install_one(
     }
     let script = bundle_script(bundle, &digest);
     let out = session
-        .exec_with("sh -s", Some(script.as_bytes()), std::time::Duration::from_secs(300))
+        .exec_with(
+            "sh -s",
+            Some(script.as_bytes()),
+            std::time::Duration::from_secs(300),
+        )
         .await?;
     if !out.success() {
         return Err(InstallError::Droplet {
@@ -696,15 +715,25 @@ mod tests {
             .arg(&local)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let key = dir.path().join("root/config/.infra/monitor/key");
         assert_eq!(std::fs::read(&key).unwrap(), b"secret-key\n");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let env = std::fs::read_to_string(dir.path().join("etc/monitor.env")).unwrap();
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!(". {}/etc/monitor.env && printf %s \"$DO_TOKEN\"", root))
+            .arg(format!(
+                ". {}/etc/monitor.env && printf %s \"$DO_TOKEN\"",
+                root
+            ))
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "tok'en", "{env}");

@@ -115,13 +115,19 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert_eq!(ensure_key(&project, "web1").unwrap().to_bytes(), key.to_bytes());
+        assert_eq!(
+            ensure_key(&project, "web1").unwrap().to_bytes(),
+            key.to_bytes()
+        );
         let peers = BTreeMap::from([("web1".to_string(), key.verifying_key())]);
         let file = dir.path().join("peers.json");
         std::fs::write(&file, peers_json(&peers)).unwrap();
         assert_eq!(read_peers(&file).unwrap(), peers);
         std::fs::write(&file, r#"{"web1": "zz"}"#).unwrap();
         let error = read_peers(&file).unwrap_err().to_string();
-        assert!(error.contains("`web1`") && error.contains("public key"), "{error}");
+        assert!(
+            error.contains("`web1`") && error.contains("public key"),
+            "{error}"
+        );
     }
 }

@@ -61,7 +61,9 @@ pub async fn run(monitor: Monitor, loaded: Arc<Loaded>) {
         let events = health.repair(now, &report).await;
         for event in &events {
             tracing::info!("{}", event.describe());
-            repairs.push(json!({"at": super::status::now_unix(), "event": event, "text": event.describe()}));
+            repairs.push(
+                json!({"at": super::status::now_unix(), "event": event, "text": event.describe()}),
+            );
             if event.is_alert() {
                 monitor.publish(BusEvent::Alert(alert(monitor.droplet(), event)));
             }

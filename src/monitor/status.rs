@@ -132,7 +132,11 @@ pub async fn fetch(pool: Arc<Pool>, hosts: &[Host]) -> Vec<Seen> {
 pub fn describe(report: &MonitorReport, indent: &str) -> String {
     let mut out = String::new();
     let p = &report.protocol;
-    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    let text = |v: &Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
     let mut head = format!(
         "{indent}incarnation {}, epoch {}",
         p["incarnation"], p["epoch"]

@@ -420,7 +420,10 @@ pub async fn serve(
         .map_err(io(format!("cannot write {}", paths.server().display())))?;
     let mut env = format!("DO_API_URL={url}\nDO_TOKEN={token}\n");
     if let Some(droplet_url) = &droplet_url {
-        env.push_str(&format!("{}={droplet_url}\n", endpoint::DROPLET_URL_VARIABLE));
+        env.push_str(&format!(
+            "{}={droplet_url}\n",
+            endpoint::DROPLET_URL_VARIABLE
+        ));
     }
     atomic_file::write_with_mode(&paths.env(), env.as_bytes(), Some(0o600))
         .map_err(io(format!("cannot write {}", paths.env().display())))?;

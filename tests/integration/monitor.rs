@@ -158,7 +158,10 @@ fn steps(running: &Running) -> Vec<String> {
 fn still_running(running: &mut Running) {
     running.read_for(Duration::from_secs(1));
     if let Some(status) = running.child.try_wait().unwrap() {
-        panic!("the monitor exited ({status}):\n{}", running.seen.join("\n"));
+        panic!(
+            "the monitor exited ({status}):\n{}",
+            running.seen.join("\n")
+        );
     }
 }
 
@@ -177,16 +180,24 @@ fn monitors_agree_on_a_dead_peer_once_and_take_it_back_when_it_returns() {
         still_running(r);
     }
     for name in DROPLETS {
-        fleet.wait_for(name, "with every peer alive", Duration::from_secs(20), all_alive);
+        fleet.wait_for(
+            name,
+            "with every peer alive",
+            Duration::from_secs(20),
+            all_alive,
+        );
     }
 
     // web2's monitor (and so, to its peers, web2) dies: the other two are a majority of three.
     let killed = Instant::now();
     web2.kill();
     for name in ["master", "hostomatic-web1"] {
-        fleet.wait_for(name, "with a verdict on web2", Duration::from_secs(15), |s| {
-            peer_state(s, "hostomatic-web2") == "down"
-        });
+        fleet.wait_for(
+            name,
+            "with a verdict on web2",
+            Duration::from_secs(15),
+            |s| peer_state(s, "hostomatic-web2") == "down",
+        );
     }
     let seen_down = killed.elapsed();
     // Exactly one of them (the coordinator) drains it, once.
@@ -205,7 +216,9 @@ fn monitors_agree_on_a_dead_peer_once_and_take_it_back_when_it_returns() {
     drain_lines(&mut web1, Duration::from_secs(2));
     let all: Vec<String> = steps(&master).into_iter().chain(steps(&web1)).collect();
     assert_eq!(
-        all.iter().filter(|s| *s == "STEP drain hostomatic-web2").count(),
+        all.iter()
+            .filter(|s| *s == "STEP drain hostomatic-web2")
+            .count(),
         1,
         "one drain in {seen_down:?}; steps: {all:?}\nmaster:\n{}\nweb1:\n{}",
         master.seen.join("\n"),
@@ -220,7 +233,12 @@ fn monitors_agree_on_a_dead_peer_once_and_take_it_back_when_it_returns() {
     // web2 comes back (a new incarnation): it is restored, and everyone sees it alive again.
     let mut web2 = fleet.start("hostomatic-web2");
     for name in DROPLETS {
-        fleet.wait_for(name, "with every peer alive again", Duration::from_secs(20), all_alive);
+        fleet.wait_for(
+            name,
+            "with every peer alive again",
+            Duration::from_secs(20),
+            all_alive,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut restored = false;

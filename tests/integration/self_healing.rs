@@ -116,7 +116,9 @@ async fn the_monitors_restart_a_killed_container_and_rebuild_a_powered_off_dropl
     sandbox.ok(&["run", "snap.rhai"]);
 
     // Every monitor sees every peer alive.
-    let all: Vec<&str> = std::iter::once("master").chain(WEB.iter().copied()).collect();
+    let all: Vec<&str> = std::iter::once("master")
+        .chain(WEB.iter().copied())
+        .collect();
     for droplet in &all {
         wait_until(
             &format!("{droplet}'s monitor seeing its peers alive"),
@@ -138,7 +140,11 @@ async fn the_monitors_restart_a_killed_container_and_rebuild_a_powered_off_dropl
     };
 
     // A killed container: its droplet's monitor starts it again; no droplet is touched.
-    on(&sandbox, "hostomatic-web1", "docker kill hostomatic-uat-backend");
+    on(
+        &sandbox,
+        "hostomatic-web1",
+        "docker kill hostomatic-uat-backend",
+    );
     wait_until(
         "the killed backend running again",
         Duration::from_secs(60),
@@ -156,7 +162,10 @@ async fn the_monitors_restart_a_killed_container_and_rebuild_a_powered_off_dropl
     for d in &all {
         ids_after.extend(named(&sandbox, d).await.into_iter().map(|d| d.0));
     }
-    assert_eq!(ids_before, ids_after, "a restart must not touch any droplet");
+    assert_eq!(
+        ids_before, ids_after,
+        "a restart must not touch any droplet"
+    );
 
     // A droplet cut off from its peers abstains and runs no step.
     on(
@@ -199,7 +208,11 @@ async fn the_monitors_restart_a_killed_container_and_rebuild_a_powered_off_dropl
         .await
         .unwrap();
     client
-        .wait_for_action(action.id, Duration::from_millis(200), Duration::from_secs(60))
+        .wait_for_action(
+            action.id,
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     let off = Instant::now();
@@ -217,13 +230,17 @@ async fn the_monitors_restart_a_killed_container_and_rebuild_a_powered_off_dropl
     });
     let drained_after = off.elapsed();
     // Rebuilt: one droplet of that name, active, another id; its services answer through nginx.
-    wait_until("web2 rebuilt by the monitors", Duration::from_secs(900), || {
-        let seen: BTreeSet<String> = answering(&master, UAT, "/api/", 12)
-            .into_iter()
-            .map(|(_, d)| d)
-            .collect();
-        seen.contains("hostomatic-web2")
-    });
+    wait_until(
+        "web2 rebuilt by the monitors",
+        Duration::from_secs(900),
+        || {
+            let seen: BTreeSet<String> = answering(&master, UAT, "/api/", 12)
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
+            seen.contains("hostomatic-web2")
+        },
+    );
     let now = named(&sandbox, "hostomatic-web2").await;
     assert_eq!(now.len(), 1, "one droplet of that name: {now:?}");
     assert_ne!(now[0].0, old[0].0, "a new droplet");
@@ -248,8 +265,12 @@ async fn the_monitors_restart_a_killed_container_and_rebuild_a_powered_off_dropl
             .iter()
             .filter_map(|m| m["content"].as_str().map(str::to_string))
             .collect();
-        subjects.iter().any(|c| c.contains("ALERT: hostomatic-web2"))
-            && subjects.iter().any(|c| c.contains("recovered: hostomatic-web2"))
+        subjects
+            .iter()
+            .any(|c| c.contains("ALERT: hostomatic-web2"))
+            && subjects
+                .iter()
+                .any(|c| c.contains("recovered: hostomatic-web2"))
     });
     eprintln!("self-healing: drained {drained_after:?} after the power off");
 }

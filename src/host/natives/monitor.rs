@@ -47,9 +47,10 @@ fn share_state(ctx: &Context) -> Result<Array, Box<EvalAltResult>> {
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("share_state", move || -> Result<Array, Box<EvalAltResult>> {
-        share_state(&c)
-    });
+    engine.register_fn(
+        "share_state",
+        move || -> Result<Array, Box<EvalAltResult>> { share_state(&c) },
+    );
     let c = ctx.clone();
     engine.register_fn(
         "install_monitors",

@@ -379,3 +379,34 @@ fn auto_recover_master_must_be_true_or_false() {
             "config/infrastructure.json: infrastructure_spec.auto_recover_master: expected true or false, found \"yes\"",
         );
 }
+
+/// The monitors' coordinator calls each step of recovery.rhai as a function of the droplet's
+/// name alone (without running the playbook's top level).
+#[test]
+fn recovery_rhai_has_the_steps_the_monitors_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = infra::project::Project::new(dir.path(), std::path::Path::new("config"));
+    let options = infra::host::RunOptions {
+        dry_run: true,
+        offline: false,
+        json: false,
+        command: "infra test".into(),
+        lock_timeout: Duration::ZERO,
+    };
+    let host = infra::host::Host::new(std::sync::Arc::new(infra::host::Context::new(
+        project.clone(),
+        options,
+        Default::default(),
+    )));
+    let source = project.playbook("playbooks/recovery.rhai").unwrap();
+    let compiled = host.compile(&source).unwrap();
+    let steps: BTreeSet<String> = compiled
+        .ast
+        .iter_functions()
+        .filter(|f| f.params.len() == 1)
+        .map(|f| f.name.to_string())
+        .collect();
+    for step in ["drain", "check", "recover", "restore"] {
+        assert!(steps.contains(step), "no {step}(droplet) in {steps:?}");
+    }
+}

@@ -696,26 +696,52 @@ fn record_step(monitor: &Monitor, request: &StepRequest, outcome: Option<&Result
     });
 }
 
-/// A new state (pushed by a coordinator after a recovery, or by an install): the monitor
-/// stops, and its supervisor starts it again at once with the new fleet (its incarnation and
-/// the epochs it saw are saved, so nothing is reused).
+/// The fleet as the state file has it: each droplet's address.
+fn fleet_of(project: &Project) -> Option<BTreeMap<String, Option<String>>> {
+    let path = project.state_path();
+    let state = State::load(&path, &project.display(&path)).ok()?;
+    Some(
+        state
+            .runtime()
+            .droplets
+            .iter()
+            .map(|(n, d)| (n.clone(), d.ip.clone()))
+            .collect(),
+    )
+}
+
+/// A new fleet in the state file (pushed by a coordinator after a recovery, or by an install:
+/// a droplet added, gone or at a new address): the monitor stops, and its supervisor starts it
+/// again at once with it (its incarnation and the epochs it saw are saved, so nothing is
+/// reused). Other edits of the state (a drain recorded by a step) change nothing here.
 async fn restart_on_new_state(monitor: Monitor) {
     let path = monitor.project().state_path();
-    let seen = modified(&path);
+    let mut seen = modified(&path);
+    let fleet = fleet_of(monitor.project());
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = modified(&path);
+        if now == seen {
+            continue;
+        }
         let mut stepping = false;
         monitor.update_report(|r| stepping = r.steps.iter().any(|s| s.finished_at.is_none()));
         // A step of this monitor's may be what changed it: it finishes first.
-        if modified(&path) != seen && !stepping {
-            tracing::info!(
-                "{} changed: restarting with the new fleet",
-                monitor.project().display(&path)
-            );
-            // Give the reporter and the persisted state a moment to be written.
-            tokio::time::sleep(Duration::from_millis(600)).await;
-            std::process::exit(0);
+        if stepping {
+            continue;
         }
+        seen = now;
+        let again = fleet_of(monitor.project());
+        if again.is_none() || again == fleet {
+            continue;
+        }
+        tracing::info!(
+            "{} has a new fleet: restarting with it",
+            monitor.project().display(&path)
+        );
+        // Give the reporter and the persisted state a moment to be written.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        std::process::exit(0);
     }
 }
 

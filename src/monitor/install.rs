@@ -56,8 +56,10 @@ while :; do
     exec /usr/local/bin/infra --config-dir config monitor "$droplet"
   ) >>/var/log/infra-monitor.log 2>&1 </dev/null
   status=$?
-  if [ $(( $(date +%s) - started )) -ge 60 ]; then delay=1; fi
+  # 0: the monitor restarts on purpose (a new fleet): at once.
+  if [ "$status" -eq 0 ] || [ $(( $(date +%s) - started )) -ge 60 ]; then delay=1; fi
   echo "$(date -u '+%Y-%m-%dT%H:%M:%SZ') supervisor: the monitor exited with $status; starting it again in ${delay}s" >>/var/log/infra-monitor.log
+  if [ "$status" -eq 0 ]; then sleep 0.2; continue; fi
   sleep "$delay"
   delay=$((delay * 2)); [ "$delay" -gt 30 ] && delay=30
 done

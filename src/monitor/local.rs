@@ -64,7 +64,9 @@ pub async fn run(monitor: Monitor, loaded: Arc<Loaded>) {
             repairs.push(
                 json!({"at": super::status::now_unix(), "event": event, "text": event.describe()}),
             );
-            if event.is_alert() {
+            // A container missing is a deploy's to report (or a deploy is placing it right
+            // now); the monitor tells what it saw die.
+            if event.is_alert() && !matches!(event, RepairEvent::Missing { .. }) {
                 monitor.publish(BusEvent::Alert(alert(monitor.droplet(), event)));
             }
         }

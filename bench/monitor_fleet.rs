@@ -125,7 +125,11 @@ fn wait_all_alive(monitors: &BTreeMap<usize, Monitor>, within: Duration) {
 }
 
 /// (resident KiB, CPU clock ticks user+system) of a process.
-fn usage(pid: u32) -> (u64, u64) {
+type Usage = (u64, u64);
+/// (datagrams, bytes) a monitor sent and received.
+type Traffic = (u64, u64);
+
+fn usage(pid: u32) -> Usage {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
         .lines()
@@ -146,7 +150,7 @@ fn usage(pid: u32) -> (u64, u64) {
     (rss, ticks)
 }
 
-fn counters(dir: &Path) -> (u64, u64) {
+fn counters(dir: &Path) -> Traffic {
     status(dir)
         .map(|s| {
             let c = &s["protocol"]["counters"];
@@ -204,7 +208,7 @@ fn main() {
         Duration::from_secs(30)
     };
     let ticks_per_second = 100.0; // USER_HZ on Linux
-    let before: BTreeMap<usize, ((u64, u64), (u64, u64))> = monitors
+    let before: BTreeMap<usize, (Usage, Traffic)> = monitors
         .iter()
         .map(|(i, m)| (*i, (usage(m.child.id()), counters(&m.dir))))
         .collect();

@@ -88,13 +88,14 @@ pub fn now_unix() -> u64 {
 /// Reads every droplet's report over SSH, all at once.
 pub async fn fetch(pool: Arc<Pool>, hosts: &[Host]) -> Vec<Seen> {
     let path = remote_path();
+    // Ages as of the start: one droplet that does not answer must not age the others' reports.
+    let now = now_unix();
     let results = pool
         .fan_out(hosts, hosts.len().max(1), |session| {
             let command = format!("cat {path} 2>/dev/null || true");
             async move { Ok::<_, RemoteError>(session.run(&command).await?.stdout_text()) }
         })
         .await;
-    let now = now_unix();
     results
         .into_iter()
         .map(|(host, result)| match result {

@@ -2,8 +2,9 @@
 //! project of three web droplets deployed with its monitors (installed by the deploy), a real
 //! SMTP server (aiosmtpd) on the droplets' gateway for the alerts. A killed container is
 //! restarted by its own droplet's monitor and no droplet is touched; a droplet powered off
-//! through the sandbox's API is drained from nginx while requests keep being answered, then
-//! rebuilt from its snapshot by the monitors' coordinator: one droplet of that name in the
+//! through the sandbox's API (its disk broken, so that the monitors' one power cycle does not
+//! revive it) is drained from nginx while requests keep being answered, then rebuilt from its
+//! snapshot by the monitors' coordinator: one droplet of that name in the
 //! cloud, its services running, nginx at its new address, every monitor's state agreeing with
 //! the cloud, and the alert and the recovery email delivered. A droplet cut off with iptables
 //! abstains, and runs no step.
@@ -198,7 +199,10 @@ async fn the_monitors_restart_a_killed_container_and_rebuild_a_powered_off_dropl
         );
     }
 
-    // web2 dies: powered off through the sandbox's API.
+    // web2 dies for good: powered off through the sandbox's API, with a disk that no longer
+    // boots (its init is not executable), so the monitors' one power cycle does not bring it
+    // back and the rebuild from its snapshot (taken before) is what does.
+    on(&sandbox, "hostomatic-web2", "chmod -x /sbin/droplet-init");
     let master = sandbox.state_droplets()["master"].clone();
     let old = named(&sandbox, "hostomatic-web2").await;
     assert_eq!(old.len(), 1, "{old:?}");

@@ -75,6 +75,14 @@ struct Monitor {
     dir: PathBuf,
 }
 
+/// A monitor never outlives the benchmark, even one that fails half way.
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(i: usize, dir: &Path, lines: &Sender<(usize, Instant, String)>) -> Monitor {
     let mut child = Command::new(BIN)
         .args(["monitor", &name(i), "--listen", &format!("{}:7947", ip(i))])
@@ -212,7 +220,12 @@ fn main() {
         .iter()
         .map(|(i, m)| (*i, (usage(m.child.id()), counters(&m.dir))))
         .collect();
+    while lines.try_recv().is_ok() {}
     std::thread::sleep(window);
+    // Nobody died meanwhile: any verdict is a false one.
+    let false_verdicts = std::iter::from_fn(|| lines.try_recv().ok())
+        .filter(|(_, _, line)| line.contains("Verdict {"))
+        .count();
     let mut rss = Vec::new();
     let mut cpu = Vec::new();
     let mut datagrams = Vec::new();
@@ -233,29 +246,33 @@ fn main() {
     for round in 0..rounds {
         let victim = 1 + (round * 7) % (N - 1);
         while lines.try_recv().is_ok() {}
-        let m = monitors.get_mut(&victim).unwrap();
-        let _ = m.child.kill();
-        let _ = m.child.wait();
+        drop(monitors.remove(&victim));
         let killed = Instant::now();
         let wanted = format!("STEP drain {}", name(victim));
         let deadline = killed + Duration::from_secs(30);
         let mut drained = None;
+        let mut about = Vec::new();
         while Instant::now() < deadline && drained.is_none() {
-            if let Ok((_, at, line)) = lines.recv_timeout(Duration::from_millis(200)) {
+            if let Ok((i, at, line)) = lines.recv_timeout(Duration::from_millis(200)) {
                 if line.contains(&wanted) {
                     drained = Some(at.duration_since(killed));
+                } else if line.contains(&name(victim)) || line.contains("rror") {
+                    about.push(format!("{}: {line}", name(i)));
                 }
             }
         }
-        let latency = drained.unwrap_or_else(|| panic!("no drain of {} within 30 s", name(victim)));
+        let latency = drained.unwrap_or_else(|| {
+            panic!(
+                "no drain of {} within 30 s; what the monitors said of it:\n{}",
+                name(victim),
+                about.join("\n")
+            )
+        });
         latencies.push(latency.as_secs_f64());
         monitors.insert(victim, start(victim, &dirs[victim], &send));
         wait_all_alive(&monitors, Duration::from_secs(60));
     }
-    for m in monitors.values_mut() {
-        let _ = m.child.kill();
-        let _ = m.child.wait();
-    }
+    drop(monitors);
     let _ = std::fs::remove_dir_all(&root);
 
     println!("monitor_fleet: {N} monitors on loopback, release build, {window:?} steady state, {rounds} kill rounds");
@@ -281,6 +298,7 @@ fn main() {
         median(bytes.clone()),
         max(&bytes)
     );
+    println!("false verdicts during the steady state (lines of any monitor): {false_verdicts}");
     let mut sorted = latencies.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(

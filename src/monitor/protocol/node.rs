@@ -325,8 +325,14 @@ impl<A: Authenticator> Node<A> {
         let last = self.last_drop_event.get(&reason).copied();
         if last.is_none_or(|t| now >= t + 1000) {
             self.last_drop_event.insert(reason, now);
-            // Names are at most 64 bytes (the envelope's limit is 255): cut what an attacker sends.
-            let from = from.map(|f| f.chars().take(64).collect());
+            // The claimed name is attacker-controlled: keep it short and printable so it cannot
+            // forge log lines.
+            let from = from.map(|f| {
+                f.chars()
+                    .take(64)
+                    .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                    .collect()
+            });
             out.push(Output::Event(Event::Dropped { from, reason }));
         }
     }

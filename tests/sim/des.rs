@@ -282,7 +282,7 @@ impl<A: Authenticator> Des<A> {
                 let out = node.tick(now, wall);
                 // The daemon ticks every 100 ms; ticking earlier when the node has a deadline
                 // sooner keeps the simulation exact, and skipping idle ticks keeps it fast.
-                let next = node.next_deadline().clamp(now + 1, now + 100);
+                let next = node.next_deadline(now).min(now + 100);
                 self.outputs(i, out);
                 self.push(next, Item::Tick { node: i, life });
             }

@@ -243,11 +243,22 @@ impl<A: Authenticator> Node<A> {
         self.lease.holding(now)
     }
 
-    /// The latest time by which [`Node::tick`] should be called (it may be called more often).
-    pub fn next_deadline(&self) -> Millis {
-        let mut d = self.detector.deadline(&self.cfg).min(self.lease.deadline());
-        if let Some(r) = self.response.deadline(&self.cfg) {
-            d = d.min(r);
+    /// When [`Node::tick`] next has something to do: the earliest timer after `now` (a probe
+    /// phase, a lease renewal, a step falling due), at most one probe interval away. A daemon
+    /// may tick more often; ticking less often delays probes and steps.
+    pub fn next_deadline(&self, now: Millis) -> Millis {
+        // Timers already past are waiting on something else (a lease, a verdict) that only a
+        // datagram or a later timer brings: they must not make the caller spin.
+        let mut d = now + self.cfg.probe_interval;
+        let mut consider = |t: Millis| {
+            if t > now && t < d {
+                d = t;
+            }
+        };
+        consider(self.detector.deadline(&self.cfg));
+        consider(self.lease.deadline());
+        if let Some(r) = self.response.deadline(&self.cfg, now) {
+            consider(r);
         }
         d
     }
@@ -314,8 +325,14 @@ impl<A: Authenticator> Node<A> {
         let last = self.last_drop_event.get(&reason).copied();
         if last.is_none_or(|t| now >= t + 1000) {
             self.last_drop_event.insert(reason, now);
-            // Names are at most 64 bytes (the envelope's limit is 255): cut what an attacker sends.
-            let from = from.map(|f| f.chars().take(64).collect());
+            // The claimed name is attacker-controlled: keep it short and printable so it cannot
+            // forge log lines.
+            let from = from.map(|f| {
+                f.chars()
+                    .take(64)
+                    .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                    .collect()
+            });
             out.push(Output::Event(Event::Dropped { from, reason }));
         }
     }

@@ -275,9 +275,14 @@ impl Response {
         back
     }
 
-    pub(crate) fn deadline(&self, cfg: &ProtocolConfig) -> Option<Millis> {
+    /// The earliest of this table's timers after `now`.
+    pub(crate) fn deadline(&self, cfg: &ProtocolConfig, now: Millis) -> Option<Millis> {
         let mut d: Option<Millis> = None;
-        let mut at = |t: Millis| d = Some(d.map_or(t, |d| d.min(t)));
+        let mut at = |t: Millis| {
+            if t > now {
+                d = Some(d.map_or(t, |d| d.min(t)));
+            }
+        };
         for (target, r) in &self.records {
             match r.stage {
                 Stage::Drained => at(r.since + cfg.power_cycle_after),

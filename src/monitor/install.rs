@@ -409,8 +409,16 @@ impl Installer {
         reporter: Reporter,
         dry_run: bool,
     ) -> Result<Installer, InstallError> {
-        let binary = std::env::current_exe()
-            .map_err(|e| InstallError::Local(format!("cannot find the infra binary: {e}")))?;
+        // This very binary: through /proc/self/exe where there is one, which still reads when
+        // the file was replaced meanwhile (a rebuild, an upgrade) and so names it "(deleted)".
+        // (By pid, not `self`: `strip` reads the path in a process of its own.)
+        let proc_exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+        let binary = if proc_exe.exists() {
+            proc_exe
+        } else {
+            std::env::current_exe()
+                .map_err(|e| InstallError::Local(format!("cannot find the infra binary: {e}")))?
+        };
         Ok(Installer {
             project,
             loaded,

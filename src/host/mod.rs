@@ -315,6 +315,23 @@ impl Host {
         result.map_err(|e| ScriptError::from_rhai(&e, &compiled.display, &self.sources()))
     }
 
+    /// Calls the function `name` of a compiled playbook with `args`, without running the
+    /// playbook's top level: how the monitors run recovery.rhai's steps.
+    pub fn call(
+        &self,
+        compiled: &Compiled,
+        name: &str,
+        args: Vec<Dynamic>,
+    ) -> Result<Dynamic, ScriptError> {
+        let mut scope = Self::scope(&[], &IndexMap::new(), true);
+        let options = rhai::CallFnOptions::new().eval_ast(false);
+        let result =
+            self.engine
+                .call_fn_with_options::<Dynamic>(options, &mut scope, &compiled.ast, name, args);
+        self.ctx.reset();
+        result.map_err(|e| ScriptError::from_rhai(&e, &compiled.display, &self.sources()))
+    }
+
     pub fn run_source(
         &self,
         source: &Source,

@@ -547,14 +547,9 @@ impl Playbook {
         monitor.publish(BusEvent::PlaybookRejected(error));
     }
 
-    /// Runs one step as `infra recover TARGET STEP` would, under the node's fence for the
-    /// request's epoch, on a blocking thread (natives block). `yes`: the monitors' verdict is
-    /// the consent a rebuild of the master asks for (given only with auto_recover_master).
-    async fn run(
-        &self,
-        request: &StepRequest,
-        fence: super::protocol::Fence,
-    ) -> Result<(), String> {
+    /// Runs one step, `<step>(target)` of recovery.rhai, under the node's fence for the
+    /// request's epoch, in a host of its own, on a blocking thread (natives block).
+    async fn run(&self, request: &StepRequest, fence: super::protocol::Fence) -> Result<(), String> {
         let compiled = self
             .compiled
             .lock()
@@ -574,11 +569,12 @@ impl Playbook {
                     epoch: request.epoch,
                 }),
             );
-        let args = vec![request.target.clone(), step_name(request.step).to_string()];
+        let name = step_name(request.step);
+        let target = request.target.clone();
         tokio::task::spawn_blocking(move || {
-            let mut opts = indexmap::IndexMap::new();
-            opts.insert("yes".to_string(), rhai::Dynamic::TRUE);
-            host.run(&compiled, &args, &opts).map_err(|e| e.to_string())
+            host.call(&compiled, name, vec![rhai::Dynamic::from(target)])
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| format!("the step stopped: {e}"))?

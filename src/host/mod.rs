@@ -325,9 +325,13 @@ impl Host {
     ) -> Result<Dynamic, ScriptError> {
         let mut scope = Self::scope(&[], &IndexMap::new(), true);
         let options = rhai::CallFnOptions::new().eval_ast(false);
-        let result =
-            self.engine
-                .call_fn_with_options::<Dynamic>(options, &mut scope, &compiled.ast, name, args);
+        let result = self.engine.call_fn_with_options::<Dynamic>(
+            options,
+            &mut scope,
+            &compiled.ast,
+            name,
+            args,
+        );
         self.ctx.reset();
         result.map_err(|e| ScriptError::from_rhai(&e, &compiled.display, &self.sources()))
     }

@@ -549,7 +549,11 @@ impl Playbook {
 
     /// Runs one step, `<step>(target)` of recovery.rhai, under the node's fence for the
     /// request's epoch, in a host of its own, on a blocking thread (natives block).
-    async fn run(&self, request: &StepRequest, fence: super::protocol::Fence) -> Result<(), String> {
+    async fn run(
+        &self,
+        request: &StepRequest,
+        fence: super::protocol::Fence,
+    ) -> Result<(), String> {
         let compiled = self
             .compiled
             .lock()

@@ -194,6 +194,7 @@ pub fn describe(report: &MonitorReport, indent: &str) -> String {
             "dropped_forged",
             "dropped_tampered",
             "dropped_replayed",
+            "dropped_misdirected",
             "dropped_stale",
             "dropped_foreign",
             "dropped_malformed",
@@ -202,7 +203,7 @@ pub fn describe(report: &MonitorReport, indent: &str) -> String {
         .filter_map(|k| c[*k].as_u64())
         .sum();
         out.push_str(&format!(
-            "{indent}datagrams: {} sent, {} received, {dropped} dropped (forged, tampered, replayed or stale)\n",
+            "{indent}datagrams: {} sent, {} received, {dropped} dropped (forged, tampered, replayed, misdirected or stale)\n",
             c["sent"], c["received"]
         ));
     }

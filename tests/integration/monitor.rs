@@ -262,7 +262,7 @@ fn monitors_agree_on_a_dead_peer_once_and_take_it_back_when_it_returns() {
 }
 
 #[test]
-fn forged_tampered_and_replayed_datagrams_are_dropped_and_counted() {
+fn forged_tampered_and_redirected_datagrams_are_dropped_and_counted() {
     let fleet = Fleet::new(2);
     // web2 is the test itself: a socket on its address collects what master sends it.
     let spy = UdpSocket::bind(format!("{}:7947", address(2, "hostomatic-web2"))).unwrap();
@@ -295,7 +295,8 @@ fn forged_tampered_and_replayed_datagrams_are_dropped_and_counted() {
     let mut tampered = genuine.clone();
     tampered[len - 70] ^= 0x01;
     to_master(&tampered);
-    // Replayed: master's own datagram, sent back to it twice.
+    // Redirected: a genuine datagram meant for web2 (from master or web1), delivered to master
+    // twice: misdirected (or, master's own, forged); never taken as news.
     to_master(&genuine);
     to_master(&genuine);
     std::thread::sleep(Duration::from_secs(2));

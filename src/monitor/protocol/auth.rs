@@ -2,7 +2,9 @@
 //! forged, tampered, replayed and stale datagrams.
 //!
 //! Layout: `version (1) | cluster fingerprint (4, LE) | sender name length (1) | sender name |
-//! sequence (varint) | sender wall clock ms (varint) | body | Ed25519 signature (64)`. The
+//! recipient (varint: its index in the sorted cluster) | sequence (varint) | sender wall clock
+//! ms (varint) | body | Ed25519 signature (64)`. The recipient is signed too: a genuine datagram
+//! redirected to another member is dropped as misdirected, not taken as news from its sender. The
 //! signature covers a domain tag followed by every byte before it.
 
 use std::collections::BTreeMap;
@@ -47,6 +49,8 @@ pub enum DropReason {
     /// A sequence number already accepted, or more than [`REPLAY_WINDOW`] behind the newest
     /// from that sender (too old to tell).
     Replayed,
+    /// Authentic, but addressed to another member (captured and redirected).
+    Misdirected,
     /// The sender's wall clock is outside `message_window` of ours.
     Stale,
     /// Signed by a member but for a different cluster list (a configuration mismatch).
@@ -222,6 +226,7 @@ pub(crate) fn seal(
     auth: &dyn Authenticator,
     cluster: u32,
     sender: &str,
+    recipient: u64,
     seq: u64,
     wall_ms: u64,
     body: &[u8],
@@ -232,6 +237,7 @@ pub(crate) fn seal(
     out.extend_from_slice(&cluster.to_le_bytes());
     out.push(sender.len() as u8);
     out.extend_from_slice(sender.as_bytes());
+    super::wire::put(&mut out, recipient);
     super::wire::put(&mut out, seq);
     super::wire::put(&mut out, wall_ms);
     out.extend_from_slice(body);
@@ -245,6 +251,8 @@ pub(crate) fn seal(
 #[derive(Debug)]
 pub(crate) struct Opened<'a> {
     pub sender: &'a str,
+    /// The member it is addressed to (its index in the sorted cluster).
+    pub recipient: u64,
     pub seq: u64,
     pub wall_ms: u64,
     pub body: &'a [u8],
@@ -271,11 +279,12 @@ pub(crate) fn open<'a>(
         let fingerprint = u32::from_le_bytes(r.take(4)?.try_into().expect("four bytes"));
         let len = usize::from(r.byte()?);
         let sender = std::str::from_utf8(r.take(len)?).map_err(|_| super::wire::Malformed)?;
+        let recipient = r.varint()?;
         let seq = r.varint()?;
         let wall_ms = r.varint()?;
-        Ok::<_, super::wire::Malformed>((version, fingerprint, sender, seq, wall_ms))
+        Ok::<_, super::wire::Malformed>((version, fingerprint, sender, recipient, seq, wall_ms))
     })();
-    let Ok((version, fingerprint, sender, seq, wall_ms)) = header else {
+    let Ok((version, fingerprint, sender, recipient, seq, wall_ms)) = header else {
         return Err(tampered(None));
     };
     if version != VERSION {
@@ -295,6 +304,7 @@ pub(crate) fn open<'a>(
     }
     Ok(Opened {
         sender,
+        recipient,
         seq,
         wall_ms,
         body: &signed[r.at..],

@@ -294,6 +294,7 @@ impl<A: Authenticator> Node<A> {
             &self.auth,
             self.fingerprint,
             &self.names[self.me],
+            to as u64,
             self.seq,
             wall_ms,
             &body,
@@ -355,6 +356,10 @@ impl<A: Authenticator> Node<A> {
         };
         if sender == self.me {
             self.drop_datagram(now, DropReason::Forged, Some(from), &mut out);
+            return out;
+        }
+        if opened.recipient != self.me as u64 {
+            self.drop_datagram(now, DropReason::Misdirected, Some(from), &mut out);
             return out;
         }
         if !auth::fresh(opened.wall_ms, wall_ms, self.cfg.message_window) {

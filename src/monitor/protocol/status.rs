@@ -13,6 +13,7 @@ pub struct Counters {
     pub dropped_forged: u64,
     pub dropped_tampered: u64,
     pub dropped_replayed: u64,
+    pub dropped_misdirected: u64,
     pub dropped_stale: u64,
     pub dropped_foreign: u64,
     pub dropped_malformed: u64,
@@ -24,6 +25,7 @@ impl Counters {
             DropReason::Forged => &mut self.dropped_forged,
             DropReason::Tampered => &mut self.dropped_tampered,
             DropReason::Replayed => &mut self.dropped_replayed,
+            DropReason::Misdirected => &mut self.dropped_misdirected,
             DropReason::Stale => &mut self.dropped_stale,
             DropReason::Foreign => &mut self.dropped_foreign,
             DropReason::Malformed => &mut self.dropped_malformed,
@@ -35,6 +37,7 @@ impl Counters {
         self.dropped_forged
             + self.dropped_tampered
             + self.dropped_replayed
+            + self.dropped_misdirected
             + self.dropped_stale
             + self.dropped_foreign
             + self.dropped_malformed

@@ -25,10 +25,12 @@ mod turmoil_net;
 use cluster::percentile;
 
 fn main() {
+    // INFRA_BENCH_QUICK (.ci/bench-check): a few seeds, to show that it still runs.
+    let quick = std::env::var_os("INFRA_BENCH_QUICK").is_some_and(|v| v != "0");
     let seeds: u64 = std::env::var("SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(if quick { 3 } else { 200 });
     println!("crash -> drain, simulated time, {seeds} seeds each (crash at a random moment, any member):");
     println!(
         "{:>4} {:>8} {:>8} {:>8} {:>8}",
@@ -50,7 +52,7 @@ fn main() {
     println!("NotReady after ~40-50 s (node-monitor-grace-period) and evicts later still.");
 
     let n = 20;
-    let seconds = 120;
+    let seconds = if quick { 10 } else { 120 };
     let mut des = scenarios::signed(n, 1, des::Network::default(), scenarios::defaults);
     des.run_until(10_000);
     let (d0, b0) = (des.datagrams, des.bytes);

@@ -60,8 +60,22 @@ impl Sandbox {
         let token = field(exports, "DO_TOKEN=");
         assert!(url.starts_with("https://127.0.0.1:"), "{exports}");
         // The client finds the sandbox by itself through this file.
+        // And the droplets' monitors through its last line: the same port on the droplets'
+        // gateway.
         let env = test.read("config/.infra/sandbox/env");
-        assert_eq!(env, format!("DO_API_URL={url}\nDO_TOKEN={token}\n"));
+        let port = url.rsplit(':').next().unwrap();
+        let (ours, droplets) = env
+            .split_once("DO_API_URL_FROM_DROPLETS=https://")
+            .unwrap_or_else(|| panic!("no address for the droplets in:\n{env}"));
+        assert_eq!(ours, format!("DO_API_URL={url}\nDO_TOKEN={token}\n"));
+        let gateway = droplets
+            .trim_end()
+            .strip_suffix(&format!(":{port}"))
+            .unwrap_or_else(|| panic!("not the same port: {droplets}"));
+        assert!(
+            gateway.parse::<std::net::Ipv4Addr>().is_ok(),
+            "{droplets}"
+        );
         // Other tools are told how to trust the CA.
         let ca = test.path().join("config/.infra/sandbox/ca.pem");
         for advice in [

@@ -72,10 +72,7 @@ impl Sandbox {
             .trim_end()
             .strip_suffix(&format!(":{port}"))
             .unwrap_or_else(|| panic!("not the same port: {droplets}"));
-        assert!(
-            gateway.parse::<std::net::Ipv4Addr>().is_ok(),
-            "{droplets}"
-        );
+        assert!(gateway.parse::<std::net::Ipv4Addr>().is_ok(), "{droplets}");
         // Other tools are told how to trust the CA.
         let ca = test.path().join("config/.infra/sandbox/ca.pem");
         for advice in [

@@ -97,18 +97,7 @@ impl Recovery {
                 &format!("drain {droplet} from nginx (requests go to the other droplets)"),
             );
         }
-        let drained = self.loaded()?;
-        render_nginx_for(
-            &self.project,
-            &drained,
-            &self.pool,
-            &self.reporter,
-            self.dry_run,
-            &self.command,
-        )
-        .await
-        .inspect_err(|e| self.reporter.failed(&change, &e.to_string()))
-        .map_err(Self::deploy_error(droplet))?;
+        self.render_nginx(droplet, &change).await?;
         for upstream in &sole {
             self.reporter.progress(
                 "sole_copy",
@@ -132,6 +121,24 @@ impl Recovery {
             newly: true,
             sole,
         })
+    }
+
+    /// nginx on the master rendered from the state as it is now (a drain or a restore just
+    /// recorded), `change` told as failed if that fails.
+    async fn render_nginx(&self, droplet: &str, change: &Change) -> Result<(), RecoveryError> {
+        let loaded = self.loaded()?;
+        render_nginx_for(
+            &self.project,
+            &loaded,
+            &self.pool,
+            &self.reporter,
+            self.dry_run,
+            &self.command,
+        )
+        .await
+        .inspect_err(|e| self.reporter.failed(change, &e.to_string()))
+        .map_err(Self::deploy_error(droplet))?;
+        Ok(())
     }
 
     /// Routes nginx to `droplet` again (at the address the state has now) and closes the
@@ -170,18 +177,7 @@ impl Recovery {
                 self.reporter.would(&change, &format!("make sure {what}"));
             }
             self.update(|s| s.set_drained(droplet, None))?;
-            let routed = self.loaded()?;
-            render_nginx_for(
-                &self.project,
-                &routed,
-                &self.pool,
-                &self.reporter,
-                self.dry_run,
-                &self.command,
-            )
-            .await
-            .inspect_err(|e| self.reporter.failed(&change, &e.to_string()))
-            .map_err(Self::deploy_error(droplet))?;
+            self.render_nginx(droplet, &change).await?;
             if !self.dry_run {
                 self.reporter.done(&change, &format!("{droplet}: {what}"));
             }

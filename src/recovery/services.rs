@@ -55,6 +55,26 @@ done"#
 }
 
 impl Recovery {
+    /// The deployer of `project`'s `environment`, for putting `droplet`'s services back.
+    fn deployer(
+        &self,
+        droplet: &str,
+        project: &str,
+        environment: &str,
+    ) -> Result<Deployer, RecoveryError> {
+        Deployer::new(
+            self.project.clone(),
+            self.loaded()?,
+            self.pool.clone(),
+            self.reporter.clone(),
+            self.dry_run,
+            &self.command,
+            project,
+            environment,
+        )
+        .map_err(Self::deploy_error(droplet))
+    }
+
     /// Every service container the releases place on `droplet` running and healthy.
     pub async fn start_services(&self, droplet: &str) -> Result<Vec<Started>, RecoveryError> {
         let loaded = self.loaded()?;
@@ -86,17 +106,7 @@ impl Recovery {
         }
         let mut out = Vec::new();
         for ((name, environment), services) in by_pe {
-            let d = Deployer::new(
-                self.project.clone(),
-                self.loaded()?,
-                self.pool.clone(),
-                self.reporter.clone(),
-                self.dry_run,
-                &self.command,
-                &name,
-                &environment,
-            )
-            .map_err(Self::deploy_error(droplet))?;
+            let d = self.deployer(droplet, &name, &environment)?;
             // A deploy of this project-environment must not roll while its containers are
             // put back (nor this undo what it rolled).
             let _lock = if self.dry_run {
@@ -181,17 +191,7 @@ impl Recovery {
         else {
             return Ok(());
         };
-        let d = Deployer::new(
-            self.project.clone(),
-            self.loaded()?,
-            self.pool.clone(),
-            self.reporter.clone(),
-            self.dry_run,
-            &self.command,
-            &name,
-            &environment,
-        )
-        .map_err(Self::deploy_error(droplet))?;
+        let d = self.deployer(droplet, &name, &environment)?;
         d.bootstrap().await.map_err(Self::deploy_error(droplet))?;
         self.reporter.progress(
             "registry_empty",

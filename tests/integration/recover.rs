@@ -53,6 +53,22 @@ fn events(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// Powers droplet `id` off through the sandbox's API and waits for the action to finish.
+pub(crate) async fn power_off(client: &infra::cloud::Client, id: u64) {
+    let action = client
+        .droplet_action(id, &DropletAction::PowerOff)
+        .await
+        .unwrap();
+    client
+        .wait_for_action(
+            action.id,
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+}
+
 /// The droplets in the cloud named `name`: (id, status, IP, image name).
 pub(crate) async fn named(sandbox: &Sandbox, name: &str) -> Vec<(u64, String, String, String)> {
     sandbox
@@ -122,18 +138,7 @@ async fn recover_rebuilds_a_powered_off_droplet_from_its_snapshot_once() {
     assert_eq!(old.len(), 1, "{old:?}");
     let old_id = old[0].0;
     let client = sandbox.client();
-    let action = client
-        .droplet_action(old_id, &DropletAction::PowerOff)
-        .await
-        .unwrap();
-    client
-        .wait_for_action(
-            action.id,
-            Duration::from_millis(200),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+    power_off(&client, old_id).await;
 
     // A dry run tells the plan and changes nothing: files, the cloud, nginx on the master.
     let files = sandbox.files();
@@ -277,18 +282,7 @@ async fn recover_rebuilds_a_powered_off_droplet_from_its_snapshot_once() {
     // The other droplet has no snapshot. The monitors' first step alone: drained, requests
     // keep answering from hostomatic-web1.
     let web2 = named(&sandbox, "hostomatic-web2").await;
-    let action = client
-        .droplet_action(web2[0].0, &DropletAction::PowerOff)
-        .await
-        .unwrap();
-    client
-        .wait_for_action(
-            action.id,
-            Duration::from_millis(200),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+    power_off(&client, web2[0].0).await;
     run_ok(
         &sandbox,
         &["run", "playbooks/recovery.rhai", "hostomatic-web2", "drain"],

@@ -12,13 +12,12 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use infra::cloud::DropletAction;
 use serde_json::Value;
 
 use crate::deploy::{answering, sample_repo};
 use crate::notify::{aiosmtpd_python, SmtpServer};
 use crate::orchestrate::{describe, Sandbox};
-use crate::recover::{deployment_config, named, run_ok, UAT};
+use crate::recover::{deployment_config, named, power_off, run_ok, UAT};
 
 const WEB: &[&str] = &["hostomatic-web1", "hostomatic-web2", "hostomatic-web3"];
 
@@ -207,18 +206,7 @@ async fn the_monitors_restart_a_killed_container_and_rebuild_a_powered_off_dropl
     let old = named(&sandbox, "hostomatic-web2").await;
     assert_eq!(old.len(), 1, "{old:?}");
     let client = sandbox.client();
-    let action = client
-        .droplet_action(old[0].0, &DropletAction::PowerOff)
-        .await
-        .unwrap();
-    client
-        .wait_for_action(
-            action.id,
-            Duration::from_millis(200),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+    power_off(&client, old[0].0).await;
     let off = Instant::now();
     // Drained: nginx answers from the other two only, and keeps answering.
     let others: BTreeSet<String> = ["hostomatic-web1", "hostomatic-web3"]
